@@ -1,0 +1,108 @@
+# payrail — the two commands are `make up` and `make test`; see README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT      := $(abspath .)
+VENV      := $(ROOT)/.venv
+PY        := $(VENV)/bin/python
+TOOLS     := $(ROOT)/.tools
+BUF       := $(TOOLS)/npm/node_modules/.bin/buf
+GRPCURL   := $(TOOLS)/bin/grpcurl
+PYTHON_SYS ?= python3
+
+# The development stack (`make up`): default ports, data under .data/.
+DEV_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data PAYRAIL_TOOLS_DIR=$(TOOLS)
+
+# The test stack (`make test`): its own ports and data dir, so it never collides with `make up`.
+TEST_PG_PORT    ?= 15432
+TEST_REDIS_PORT ?= 16379
+TEST_KAFKA_PORT ?= 19092
+TEST_KAFKA_CTRL ?= 19093
+TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data-test PAYRAIL_TOOLS_DIR=$(TOOLS) \
+	PAYRAIL_PG_PORT=$(TEST_PG_PORT) PAYRAIL_REDIS_PORT=$(TEST_REDIS_PORT) \
+	PAYRAIL_KAFKA_PORT=$(TEST_KAFKA_PORT) PAYRAIL_KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CTRL) \
+	PAYRAIL_PG_FAST=1 \
+	PAYRAIL_PG_DSN=postgresql://postgres@127.0.0.1:$(TEST_PG_PORT)/payrail \
+	PAYRAIL_REDIS_URL=redis://127.0.0.1:$(TEST_REDIS_PORT)/0 \
+	PAYRAIL_KAFKA_BOOTSTRAP=127.0.0.1:$(TEST_KAFKA_PORT) \
+	PAYRAIL_BUF=$(BUF) PAYRAIL_GRPCURL=$(GRPCURL)
+
+PYTEST_ARGS ?=
+
+.PHONY: help up down status test gen lint tools venv logs clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- installation
+$(VENV)/.installed: pyproject.toml
+	@echo "[make] creating the Python environment in .venv (first run takes a minute)"
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## install the Python dependencies into .venv
+
+$(BUF):
+	@echo "[make] installing buf (npm @bufbuild/buf) into .tools/npm"
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm)
+	@mkdir -p $(TOOLS)/npm
+	@cd $(TOOLS)/npm && npm install --silent --no-audit --no-fund --prefix . @bufbuild/buf@1.75.0 >/dev/null
+	@$(BUF) --version >/dev/null
+
+$(GRPCURL):
+	@echo "[make] installing grpcurl (go install) into .tools/bin"
+	@command -v go >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go)
+	@mkdir -p $(TOOLS)/bin
+	@GOBIN=$(TOOLS)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
+
+tools: venv $(BUF) $(GRPCURL) ## install buf and grpcurl into .tools
+
+# ---------------------------------------------------------------- contracts
+gen: venv $(BUF) ## lint the protos and regenerate generated/
+	@$(BUF) format -w
+	@$(BUF) lint
+	@$(PY) tools/codegen.py
+
+lint: tools ## buf lint + format, ruff, mypy (also run by make test)
+	@$(BUF) lint && $(BUF) format -d --exit-code
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+# ---------------------------------------------------------------- the platform
+up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
+	@$(DEV_ENV) deploy/local/stack.sh up
+	@$(DEV_ENV) $(PY) -m payrail_common.migrate
+	@$(PY) -m payrail_common.keys --dir .data/keys --kid dev-1
+	@$(DEV_ENV) deploy/local/services.sh up
+	@echo
+	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053)"
+	@echo "  $(GRPCURL) -plaintext localhost:50051 list"
+	@echo "  $(GRPCURL) -plaintext localhost:50051 grpc.health.v1.Health/Check"
+	@echo "Logs: .data/logs/   Status: make status   Stop: make down"
+
+down: ## stop every process `make up` started
+	@$(DEV_ENV) deploy/local/services.sh down
+	@$(DEV_ENV) deploy/local/stack.sh down
+
+status: ## show what is running
+	@$(DEV_ENV) deploy/local/stack.sh status
+	@$(DEV_ENV) deploy/local/services.sh status
+
+logs: ## follow the service logs of `make up`
+	@tail -n 50 -F .data/logs/*.log
+
+# ---------------------------------------------------------------- tests
+# Starts its own stack (ports 15432/16379/19092, data in .data-test), runs every test,
+# then stops that stack again (KEEP_STACK=1 leaves it running for faster re-runs).
+test: tools ## run every test against a private stack (never the one from make up)
+	@$(TEST_ENV) deploy/local/stack.sh up
+	@$(TEST_ENV) $(PY) -m payrail_common.migrate
+	@status=0; $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	 if [ "$${KEEP_STACK:-0}" != 1 ]; then $(TEST_ENV) deploy/local/stack.sh down; fi; \
+	 exit $$status
+
+clean: down ## stop everything and delete local data (keeps .venv and .tools)
+	@rm -rf .data .data-test

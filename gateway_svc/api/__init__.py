@@ -1,0 +1,1 @@
+"""gRPC servicers and interceptors of gateway_svc: protobuf <-> domain mapping only."""

@@ -1,0 +1,116 @@
+"""gateway_svc's composition root: the one place that builds pools, channels and servers."""
+
+from __future__ import annotations
+
+import asyncpg
+import grpc
+from redis.asyncio import Redis
+
+from gateway_svc.adapters.argon2_hasher import Argon2Hasher, Argon2Params
+from gateway_svc.adapters.postgres import PostgresAccountStore
+from gateway_svc.adapters.redis_store import RedisAttemptThrottle, RedisSessionCache
+from gateway_svc.api.auth import AUTHENTICATED_METHODS, AuthServicer
+from gateway_svc.config import Settings
+from gateway_svc.service.accounts import Accounts, LoginLimits
+from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
+from payrail.callbacks.v1 import callbacks_pb2
+from payrail.payments.v1 import payments_pb2
+from payrail_common.authn import Authenticator, method_paths
+from payrail_common.dependencies import grpc_health_check, postgres_check, redis_check
+from payrail_common.forwarding import Forwarder
+from payrail_common.grpcserver import ServerHandle, create_server
+from payrail_common.probes import DependencyMonitor, Probe
+from payrail_common.tokens import KeyRing, TokenPolicy
+
+AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
+CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
+SERVICE_NAMES = (AUTH.full_name, PAYMENTS.full_name, CALLBACKS.full_name)
+# Every PaymentService call and the session-bound AuthService calls need a bearer token.
+# CallbackService is authenticated by its HMAC signature instead, in payment_svc.
+PROTECTED_METHODS = method_paths(PAYMENTS) | method_paths(AUTH, AUTHENTICATED_METHODS)
+
+
+async def build(settings: Settings) -> ServerHandle:
+    """Wire gateway_svc; wait (bounded) for its own stores; return the bound server."""
+    ring = KeyRing.from_files(
+        signing_spec=settings.jwt_signing_keys,
+        public_spec=settings.jwt_public_keys,
+        active_kid=settings.jwt_active_kid,
+    )
+    policy = TokenPolicy(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl_s=settings.access_token_ttl_s,
+    )
+    pool = await asyncpg.create_pool(
+        settings.pg_dsn,
+        min_size=0,
+        max_size=settings.pg_pool_max,
+        timeout=5,
+        command_timeout=10,
+    )
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        health_check_interval=30,
+    )
+    hasher = Argon2Hasher(
+        Argon2Params(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+        )
+    )
+    sessions = RedisSessionCache(redis)
+    accounts = Accounts(
+        store=PostgresAccountStore(pool),
+        sessions=sessions,
+        throttle=RedisAttemptThrottle(redis, window_s=settings.login_window_s),
+        hasher=hasher,
+        ring=ring,
+        policy=policy,
+        session_ttl_s=settings.session_ttl_s,
+        limits=LoginLimits(
+            per_email=settings.login_max_failures_per_email,
+            per_peer=settings.login_max_failures_per_peer,
+        ),
+    )
+    authenticator = Authenticator(ring, policy, session_check=accounts.session_is_live)
+    channel = grpc.aio.insecure_channel(
+        settings.payment_target,
+        options=[("grpc.keepalive_time_ms", 60_000), ("grpc.enable_retries", 0)],
+    )
+    forwarder = Forwarder(channel, max_deadline_s=settings.upstream_deadline_ms / 1000)
+    handle = create_server(
+        host=settings.host,
+        port=settings.port,
+        registrars=[
+            lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), s),
+            lambda s: forwarder.register(s, PAYMENTS),
+            lambda s: forwarder.register(s, CALLBACKS),
+        ],
+        service_names=SERVICE_NAMES,
+        interceptors=[authenticator.interceptor(PROTECTED_METHODS)],
+    )
+    monitor = DependencyMonitor(
+        handle.health,
+        [
+            Probe("postgres", postgres_check(pool)),
+            Probe("redis", redis_check(redis)),
+            Probe("payment_svc", grpc_health_check(channel)),
+        ],
+    )
+
+    async def close_channel() -> None:
+        await channel.close()
+
+    handle.on_stop.extend([pool.close, redis.aclose, close_channel, hasher.close])
+    try:
+        await monitor.wait_ready(("postgres", "redis"), settings.startup_timeout_s)
+    except TimeoutError:
+        await handle.stop(0)
+        raise
+    handle.monitor = monitor
+    return handle

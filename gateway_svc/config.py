@@ -1,0 +1,104 @@
+"""gateway_svc settings, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payrail_common.config import env_int, env_port, env_str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Defaults match the local stack started by ``make up``."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # Prometheus /metrics port; 0 disables the endpoint.
+    metrics_port: int = 9451
+    # Internal address of payment_svc.
+    payment_target: str = "127.0.0.1:50052"
+    # Upper bound on the deadline of every forwarded unary call.
+    upstream_deadline_ms: int = 5000
+    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
+    pg_pool_max: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # JWT signing keys "kid=/path/private.pem[,kid=...]", the one that signs new tokens,
+    # and extra verify-only public keys (keys being retired).
+    jwt_signing_keys: str = "dev-1=.data/keys/jwt-dev-1.pem"
+    jwt_active_kid: str = "dev-1"
+    jwt_public_keys: str = ""
+    jwt_issuer: str = "payrail"
+    jwt_audience: str = "payrail-api"
+    access_token_ttl_s: int = 900
+    # Lifetime of a session and its refresh tokens (sliding: each refresh extends it).
+    session_ttl_s: int = 7 * 24 * 3600
+    login_window_s: int = 900
+    login_max_failures_per_email: int = 5
+    login_max_failures_per_peer: int = 50
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    startup_timeout_s: int = 30
+    shutdown_grace_s: int = 10
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        d = cls()
+        return cls(
+            host=env_str("PAYRAIL_GATEWAY_HOST", d.host, env),
+            port=env_port("PAYRAIL_GATEWAY_PORT", d.port, env),
+            metrics_port=env_port("PAYRAIL_GATEWAY_METRICS_PORT", d.metrics_port, env),
+            payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
+            upstream_deadline_ms=env_int(
+                "PAYRAIL_UPSTREAM_DEADLINE_MS",
+                d.upstream_deadline_ms,
+                minimum=10,
+                maximum=120_000,
+                env=env,
+            ),
+            pg_dsn=env_str("PAYRAIL_PG_DSN", d.pg_dsn, env),
+            pg_pool_max=env_int(
+                "PAYRAIL_GATEWAY_PG_POOL_MAX", d.pg_pool_max, minimum=1, maximum=500, env=env
+            ),
+            redis_url=env_str("PAYRAIL_REDIS_URL", d.redis_url, env),
+            jwt_signing_keys=env_str("PAYRAIL_JWT_SIGNING_KEYS", d.jwt_signing_keys, env),
+            jwt_active_kid=env_str("PAYRAIL_JWT_ACTIVE_KID", d.jwt_active_kid, env),
+            jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
+            jwt_issuer=env_str("PAYRAIL_JWT_ISSUER", d.jwt_issuer, env),
+            jwt_audience=env_str("PAYRAIL_JWT_AUDIENCE", d.jwt_audience, env),
+            access_token_ttl_s=env_int(
+                "PAYRAIL_ACCESS_TOKEN_TTL_S", d.access_token_ttl_s, minimum=1, maximum=900, env=env
+            ),
+            session_ttl_s=env_int("PAYRAIL_SESSION_TTL_S", d.session_ttl_s, minimum=60, env=env),
+            login_window_s=env_int("PAYRAIL_LOGIN_WINDOW_S", d.login_window_s, minimum=1, env=env),
+            login_max_failures_per_email=env_int(
+                "PAYRAIL_LOGIN_MAX_FAILURES_PER_EMAIL",
+                d.login_max_failures_per_email,
+                minimum=1,
+                env=env,
+            ),
+            login_max_failures_per_peer=env_int(
+                "PAYRAIL_LOGIN_MAX_FAILURES_PER_PEER",
+                d.login_max_failures_per_peer,
+                minimum=1,
+                env=env,
+            ),
+            argon2_memory_kib=env_int(
+                "PAYRAIL_ARGON2_MEMORY_KIB", d.argon2_memory_kib, minimum=19 * 1024, env=env
+            ),
+            argon2_time_cost=env_int(
+                "PAYRAIL_ARGON2_TIME_COST", d.argon2_time_cost, minimum=2, env=env
+            ),
+            argon2_parallelism=env_int(
+                "PAYRAIL_ARGON2_PARALLELISM", d.argon2_parallelism, minimum=1, env=env
+            ),
+            startup_timeout_s=env_int(
+                "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
+            ),
+            shutdown_grace_s=env_int(
+                "PAYRAIL_SHUTDOWN_GRACE_S", d.shutdown_grace_s, minimum=0, env=env
+            ),
+            log_level=env_str("PAYRAIL_LOG_LEVEL", d.log_level, env),
+        )

@@ -1,0 +1,1 @@
+"""gateway_svc's use cases over ports (stores, caches, hashers, clocks)."""

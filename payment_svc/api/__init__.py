@@ -1,0 +1,1 @@
+"""gRPC servicers of payment_svc: protobuf <-> domain mapping only."""

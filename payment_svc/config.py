@@ -1,0 +1,56 @@
+"""payment_svc settings, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payrail_common.config import env_int, env_port, env_str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Defaults match the local stack started by ``make up``."""
+
+    host: str = "127.0.0.1"
+    port: int = 50052
+    # Prometheus /metrics port; 0 disables the endpoint.
+    metrics_port: int = 9452
+    pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
+    pg_pool_max: int = 20
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # How long start-up waits for PostgreSQL and Redis before giving up.
+    # Public keys that verify the access tokens gateway_svc forwards: "kid=/path.pem,...".
+    jwt_public_keys: str = "dev-1=.data/keys/jwt-dev-1.pub.pem"
+    jwt_issuer: str = "payrail"
+    jwt_audience: str = "payrail-api"
+    startup_timeout_s: int = 30
+    # In-flight calls get this long to finish on SIGTERM.
+    shutdown_grace_s: int = 10
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        d = cls()
+        return cls(
+            host=env_str("PAYRAIL_PAYMENT_HOST", d.host, env),
+            port=env_port("PAYRAIL_PAYMENT_PORT", d.port, env),
+            metrics_port=env_port("PAYRAIL_PAYMENT_METRICS_PORT", d.metrics_port, env),
+            pg_dsn=env_str("PAYRAIL_PG_DSN", d.pg_dsn, env),
+            pg_pool_max=env_int(
+                "PAYRAIL_PAYMENT_PG_POOL_MAX", d.pg_pool_max, minimum=1, maximum=500, env=env
+            ),
+            redis_url=env_str("PAYRAIL_REDIS_URL", d.redis_url, env),
+            kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
+            jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
+            jwt_issuer=env_str("PAYRAIL_JWT_ISSUER", d.jwt_issuer, env),
+            jwt_audience=env_str("PAYRAIL_JWT_AUDIENCE", d.jwt_audience, env),
+            startup_timeout_s=env_int(
+                "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
+            ),
+            shutdown_grace_s=env_int(
+                "PAYRAIL_SHUTDOWN_GRACE_S", d.shutdown_grace_s, minimum=0, env=env
+            ),
+            log_level=env_str("PAYRAIL_LOG_LEVEL", d.log_level, env),
+        )

@@ -1,0 +1,106 @@
+"""Bearer-token authentication as a server interceptor.
+
+The interceptor reads ``authorization: Bearer <jwt>``, verifies it with the service's
+:class:`KeyRing` (algorithm allow-list, kid, signature, iss/aud/exp), optionally asks a
+session check whether the token's session is still live (gateway_svc: Redis, so Logout
+revokes at once), and binds the :class:`Principal` to :data:`PRINCIPAL` for the servicer.
+Every refusal is UNAUTHENTICATED with one generic message; the precise reason goes only
+to the log and the metrics.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from prometheus_client import Counter
+
+from payrail_common.interceptors import AroundInterceptor
+from payrail_common.rpcerrors import abort
+from payrail_common.tokens import KeyRing, Principal, TokenError, TokenPolicy, verify_access_token
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("payrail_principal")
+
+AUTH_REFUSED = Counter(
+    "payrail_auth_refused_total", "Requests refused by authentication, by reason.", ["reason"]
+)
+
+SessionCheck = Callable[[Principal], Awaitable[bool]]
+
+
+def bearer_token(context: Any) -> str:
+    """The token of ``authorization: Bearer <token>``, or "" when absent or malformed."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
+
+
+def current_principal() -> Principal:
+    """The caller of the RPC being served; only valid inside an authenticated RPC."""
+    return PRINCIPAL.get()
+
+
+class Authenticator:
+    """Verifies the caller of each protected RPC and binds it to :data:`PRINCIPAL`."""
+
+    def __init__(
+        self, ring: KeyRing, policy: TokenPolicy, session_check: SessionCheck | None = None
+    ) -> None:
+        self._ring = ring
+        self._policy = policy
+        self._session_check = session_check
+
+    async def _principal(self, method: str, context: Any) -> Principal:
+        try:
+            principal = verify_access_token(self._ring, self._policy, bearer_token(context))
+            if self._session_check is not None and not await self._session_check(principal):
+                raise TokenError("session_revoked")
+        except TokenError as exc:
+            AUTH_REFUSED.labels(exc.reason).inc()
+            log.info("authentication refused", extra={"method": method, "reason": exc.reason})
+            message = (
+                "missing bearer token: send `authorization: Bearer <access_token>`"
+                if exc.reason == "missing"
+                else "invalid or expired access token"
+            )
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, message)
+        except (ConnectionError, TimeoutError, OSError):
+            # The session store is down: fail closed, but say it is temporary.
+            log.warning("session check unavailable", extra={"method": method})
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "authentication is temporarily unavailable; retry with backoff",
+            )
+        return principal
+
+    @asynccontextmanager
+    async def around(self, method: str, context: Any) -> AsyncIterator[None]:
+        principal = await self._principal(method, context)
+        token = PRINCIPAL.set(principal)
+        try:
+            yield
+        finally:
+            PRINCIPAL.reset(token)
+
+    def interceptor(self, methods: frozenset[str]) -> AroundInterceptor:
+        """Authenticate exactly these full method paths (``/pkg.Service/Method``)."""
+        return AroundInterceptor(self.around, methods)
+
+
+def method_paths(service: Any, names: tuple[str, ...] | None = None) -> frozenset[str]:
+    """Full paths of a service descriptor's methods (all, or only ``names``)."""
+    return frozenset(
+        f"/{service.full_name}/{m.name}"
+        for m in service.methods
+        if names is None or m.name in names
+    )

@@ -1,0 +1,94 @@
+"""Shared fixtures. Integration and e2e tests talk to the real test stack that
+``make test`` starts (PostgreSQL, Redis, Kafka on their own ports); they fail loudly,
+never skip, when it is not there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    pg_dsn: str
+    redis_url: str
+    kafka_bootstrap: str
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        pytest.fail(
+            f"{name} is not set: run the suite with `make test`, which starts the test stack"
+        )
+    return value
+
+
+@pytest.fixture(scope="session")
+def stack() -> StackEnv:
+    return StackEnv(
+        pg_dsn=_require("PAYRAIL_PG_DSN"),
+        redis_url=_require("PAYRAIL_REDIS_URL"),
+        kafka_bootstrap=_require("PAYRAIL_KAFKA_BOOTSTRAP"),
+    )
+
+
+def tool_path(env_name: str, fallback: Path) -> str:
+    """A project-installed tool (buf, grpcurl): from the env that make sets, else .tools."""
+    path = os.environ.get(env_name) or str(fallback)
+    if not Path(path).exists() and shutil.which(path) is None:
+        pytest.fail(f"{path} is missing: run `make tools` (make test does it for you)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def buf() -> str:
+    return tool_path("PAYRAIL_BUF", ROOT / ".tools/npm/node_modules/.bin/buf")
+
+
+@pytest.fixture(scope="session")
+def grpcurl() -> str:
+    return tool_path("PAYRAIL_GRPCURL", ROOT / ".tools/bin/grpcurl")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class JwtKeys:
+    """A generated development key pair, as the services' settings name them."""
+
+    kid: str
+    private_path: Path
+    public_path: Path
+
+    @property
+    def signing_spec(self) -> str:
+        return f"{self.kid}={self.private_path}"
+
+    @property
+    def public_spec(self) -> str:
+        return f"{self.kid}={self.public_path}"
+
+
+def make_keys(directory: Path, kid: str) -> JwtKeys:
+    from payrail_common.tokens import generate_key_files
+
+    private_path, public_path = generate_key_files(directory, kid)
+    return JwtKeys(kid, private_path, public_path)
+
+
+@pytest.fixture(scope="session")
+def jwt_keys(tmp_path_factory: pytest.TempPathFactory) -> JwtKeys:
+    return make_keys(tmp_path_factory.mktemp("keys"), "test-1")

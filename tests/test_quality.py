@@ -1,0 +1,75 @@
+"""Quality gates run as ordinary tests: contract lint, codegen drift, ruff, mypy."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tools import codegen
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+
+
+def test_generated_code_matches_protos(tmp_path: Path) -> None:
+    fresh = codegen.generate(tmp_path)
+    assert fresh, "codegen produced nothing"
+    fresh_rel = {p.relative_to(tmp_path) for p in fresh}
+    checked_in = {
+        p.relative_to(ROOT / "generated")
+        for p in (ROOT / "generated").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert fresh_rel == checked_in, "generated/ has missing or extra files: run `make gen`"
+    drifted = [
+        str(rel)
+        for rel in sorted(fresh_rel)
+        if not filecmp.cmp(tmp_path / rel, ROOT / "generated" / rel, shallow=False)
+    ]
+    assert drifted == [], f"generated/ is stale for {drifted}: run `make gen`"
+
+
+def test_generated_files_are_marked_generated() -> None:
+    for path in (ROOT / "generated").rglob("*.py*"):
+        if "__pycache__" not in path.parts:
+            assert path.read_text().startswith(codegen.HEADER), path
+
+
+def test_buf_lint(buf: str) -> None:
+    assert_ok(run(buf, "lint"))
+
+
+def test_buf_format(buf: str) -> None:
+    assert_ok(run(buf, "format", "--diff", "--exit-code"))
+
+
+def test_buf_breaking_against_previous_commit(buf: str) -> None:
+    has_parent = run("git", "rev-parse", "--verify", "--quiet", "HEAD~1^{commit}")
+    if has_parent.returncode != 0:
+        pytest.skip("no previous commit to compare the protos with")
+    previous_protos = run("git", "ls-tree", "--name-only", "HEAD~1", "protos")
+    if not previous_protos.stdout.strip():
+        pytest.skip("the previous commit has no protos")
+    assert_ok(run(buf, "breaking", "--against", ".git#ref=HEAD~1"))
+
+
+def test_ruff_lint() -> None:
+    assert_ok(run(sys.executable, "-m", "ruff", "check", "."))
+
+
+def test_ruff_format() -> None:
+    assert_ok(run(sys.executable, "-m", "ruff", "format", "--check", "."))
+
+
+def test_mypy() -> None:
+    assert_ok(run(sys.executable, "-m", "mypy"))
