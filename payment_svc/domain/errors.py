@@ -1,0 +1,92 @@
+"""The one error hierarchy of payment_svc's domain; the api layer maps it to gRPC statuses.
+
+Every error carries a stable ``reason`` (upper snake case, sent to clients as the
+``google.rpc.ErrorInfo`` reason) and says whether retrying the same call can help.
+Messages are shown to clients and written to logs, so none of them ever contains card
+data, a secret or another user's information.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from payrail_common.fields import FieldViolation
+
+
+class DomainError(Exception):
+    """Base of every error payment_svc reports to a client."""
+
+    reason: ClassVar[str] = "DOMAIN_ERROR"
+    # True when the same call may succeed later without the caller changing anything.
+    retriable: ClassVar[bool] = False
+
+
+class ValidationFailed(DomainError):
+    """One or more request fields are invalid; nothing was written."""
+
+    reason = "VALIDATION_FAILED"
+
+    def __init__(self, violations: Sequence[FieldViolation]) -> None:
+        if not violations:
+            raise ValueError("ValidationFailed needs at least one violation")
+        super().__init__(f"{len(violations)} invalid field(s)")
+        self.violations = tuple(violations)
+
+
+class InvalidTransition(DomainError):
+    """A payment cannot move from its current status to the requested one."""
+
+    reason = "INVALID_TRANSITION"
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"a payment in status {current} cannot become {target}")
+        self.current = current
+        self.target = target
+
+
+class InsufficientFunds(DomainError):
+    """The wallet's available balance in this currency does not cover the amount."""
+
+    reason = "INSUFFICIENT_FUNDS"
+
+    def __init__(self, currency_code: str) -> None:
+        super().__init__(f"insufficient available balance in {currency_code}")
+        self.currency_code = currency_code
+
+
+class IdempotencyKeyReused(DomainError):
+    """The idempotency key was used before by this user with other parameters."""
+
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self) -> None:
+        super().__init__("the idempotency key was already used with different parameters")
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or belongs to someone else: deliberately the same."""
+
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"{resource} not found")
+        self.resource = resource
+
+
+class DecryptionFailed(DomainError):
+    """Sealed card data could not be opened: tampered, bound to another payment, or
+    sealed with a key this process does not hold. The message never describes content."""
+
+    reason = "DECRYPTION_FAILED"
+
+
+__all__ = [
+    "DecryptionFailed",
+    "DomainError",
+    "IdempotencyKeyReused",
+    "InsufficientFunds",
+    "InvalidTransition",
+    "NotFound",
+    "ValidationFailed",
+]
