@@ -19,7 +19,8 @@ TEST_PG_PORT    ?= 15432
 TEST_REDIS_PORT ?= 16379
 TEST_KAFKA_PORT ?= 19092
 TEST_KAFKA_CTRL ?= 19093
-TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data-test PAYRAIL_TOOLS_DIR=$(TOOLS) \
+TEST_DATA_DIR   ?= $(ROOT)/.data-test
+TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(TOOLS) \
 	PAYRAIL_PG_PORT=$(TEST_PG_PORT) PAYRAIL_REDIS_PORT=$(TEST_REDIS_PORT) \
 	PAYRAIL_KAFKA_PORT=$(TEST_KAFKA_PORT) PAYRAIL_KAFKA_CONTROLLER_PORT=$(TEST_KAFKA_CTRL) \
 	PAYRAIL_PG_FAST=1 \
@@ -75,7 +76,7 @@ lint: tools ## buf lint + format, ruff, mypy (also run by make test)
 up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) deploy/local/stack.sh up
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
-	@$(PY) -m payrail_common.keys --dir .data/keys --kid dev-1
+	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint
 	@$(DEV_ENV) deploy/local/services.sh up
 	@echo
 	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053)"

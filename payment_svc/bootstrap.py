@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 from redis.asyncio import Redis
 
+from payment_svc.adapters.postgres import PostgresPaymentRepository
+from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
 from payment_svc.api.servicers import CallbackServicer, PaymentServicer
 from payment_svc.config import Settings
+from payment_svc.domain.money import AmountLimits, select_currencies
+from payment_svc.service.payments import Payments
+from payment_svc.vault import CardVault
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.payments.v1 import payments_pb2, payments_pb2_grpc
 from payrail_common.authn import Authenticator, method_paths
+from payrail_common.config import ConfigError
 from payrail_common.dependencies import KafkaCheck, postgres_check, redis_check
 from payrail_common.grpcserver import ServerHandle, create_server
+from payrail_common.keys import read_secret_file
 from payrail_common.probes import DependencyMonitor, Probe
-from payrail_common.tokens import KeyRing, TokenPolicy
+from payrail_common.tokens import KeyRing, TokenPolicy, parse_key_spec
 
 PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
 SERVICE_NAMES = (PAYMENTS.full_name, CALLBACKS.full_name)
+
+
+def build_vault(settings: Settings) -> CardVault:
+    keys = {
+        kid: read_secret_file(path) for kid, path in parse_key_spec(settings.vault_keys).items()
+    }
+    try:
+        return CardVault(
+            keys,
+            active_key_id=settings.vault_active_key,
+            fingerprint_key=read_secret_file(Path(settings.vault_fingerprint_key)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"card vault: {exc}") from None
+
+
+def build_payments(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> Payments:
+    try:
+        currencies = select_currencies(
+            code.strip() for code in settings.supported_currencies.split(",") if code.strip()
+        )
+    except ValueError as exc:
+        raise ConfigError(f"PAYRAIL_SUPPORTED_CURRENCIES: {exc}") from None
+    return Payments(
+        repository=PostgresPaymentRepository(pool),
+        cache=RedisPaymentCache(redis, ttl_s=settings.payment_cache_ttl_s),
+        cvcs=RedisCvcStore(redis, ttl_s=settings.cvc_ttl_s),
+        vault=build_vault(settings),
+        currencies=currencies,
+        limits=AmountLimits(),
+    )
 
 
 async def build(settings: Settings) -> ServerHandle:
@@ -43,12 +83,15 @@ async def build(settings: Settings) -> ServerHandle:
         socket_connect_timeout=1.0,
         health_check_interval=30,
     )
+    payments = build_payments(settings, pool, redis)
     kafka = KafkaCheck(settings.kafka_bootstrap)
     handle = create_server(
         host=settings.host,
         port=settings.port,
         registrars=[
-            lambda s: payments_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(), s),
+            lambda s: payments_pb2_grpc.add_PaymentServiceServicer_to_server(
+                PaymentServicer(payments), s
+            ),
             lambda s: callbacks_pb2_grpc.add_CallbackServiceServicer_to_server(
                 CallbackServicer(), s
             ),
@@ -60,14 +103,15 @@ async def build(settings: Settings) -> ServerHandle:
         handle.health,
         [
             Probe("postgres", postgres_check(pool)),
-            Probe("redis", redis_check(redis)),
+            # Redis holds caches only: reads fall back to PostgreSQL while it is down.
+            Probe("redis", redis_check(redis), essential=False),
             # The outbox absorbs Kafka outages: degraded, not down.
             Probe("kafka", kafka, essential=False),
         ],
     )
     handle.on_stop.extend([pool.close, redis.aclose, kafka.close])
     try:
-        await monitor.wait_ready(("postgres", "redis"), settings.startup_timeout_s)
+        await monitor.wait_ready(("postgres",), settings.startup_timeout_s)
     except TimeoutError:
         await handle.stop(0)
         raise

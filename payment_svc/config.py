@@ -25,6 +25,17 @@ class Settings:
     jwt_public_keys: str = "dev-1=.data/keys/jwt-dev-1.pub.pem"
     jwt_issuer: str = "payrail"
     jwt_audience: str = "payrail-api"
+    # ISO-4217 codes accepted by CreatePayment (each needs a limit in the domain table).
+    supported_currencies: str = "USD,EUR,GBP,JPY,KRW,CHF,CAD,AUD"
+    # Card vault: AES-256-GCM data keys "kid=/path.key,...", the one new seals use, and
+    # the separate HMAC key for card fingerprints. Files hold 32 bytes, base64.
+    vault_keys: str = "dev-1=.data/keys/vault-dev-1.key"
+    vault_active_key: str = "dev-1"
+    vault_fingerprint_key: str = ".data/keys/vault-fingerprint.key"
+    # Sealed CVCs live in Redis this long, for the gateway dispatch only.
+    cvc_ttl_s: int = 900
+    # GetPayment cache-aside entries expire after this long even without invalidation.
+    payment_cache_ttl_s: int = 300
     startup_timeout_s: int = 30
     # In-flight calls get this long to finish on SIGTERM.
     shutdown_grace_s: int = 10
@@ -46,6 +57,18 @@ class Settings:
             jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
             jwt_issuer=env_str("PAYRAIL_JWT_ISSUER", d.jwt_issuer, env),
             jwt_audience=env_str("PAYRAIL_JWT_AUDIENCE", d.jwt_audience, env),
+            supported_currencies=env_str(
+                "PAYRAIL_SUPPORTED_CURRENCIES", d.supported_currencies, env
+            ),
+            vault_keys=env_str("PAYRAIL_VAULT_KEYS", d.vault_keys, env),
+            vault_active_key=env_str("PAYRAIL_VAULT_ACTIVE_KEY", d.vault_active_key, env),
+            vault_fingerprint_key=env_str(
+                "PAYRAIL_VAULT_FINGERPRINT_KEY", d.vault_fingerprint_key, env
+            ),
+            cvc_ttl_s=env_int("PAYRAIL_CVC_TTL_S", d.cvc_ttl_s, minimum=10, maximum=3600, env=env),
+            payment_cache_ttl_s=env_int(
+                "PAYRAIL_PAYMENT_CACHE_TTL_S", d.payment_cache_ttl_s, minimum=1, env=env
+            ),
             startup_timeout_s=env_int(
                 "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
             ),

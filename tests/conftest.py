@@ -67,11 +67,18 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class JwtKeys:
-    """A generated development key pair, as the services' settings name them."""
+    """Generated development keys, as the services' settings name them: a JWT signing
+    key pair and the card vault's data and fingerprint keys."""
 
     kid: str
     private_path: Path
     public_path: Path
+    vault_key_path: Path
+    fingerprint_key_path: Path
+
+    @property
+    def vault_spec(self) -> str:
+        return f"{self.kid}={self.vault_key_path}"
 
     @property
     def signing_spec(self) -> str:
@@ -83,10 +90,17 @@ class JwtKeys:
 
 
 def make_keys(directory: Path, kid: str) -> JwtKeys:
+    from payrail_common.keys import generate_secret_file
     from payrail_common.tokens import generate_key_files
 
     private_path, public_path = generate_key_files(directory, kid)
-    return JwtKeys(kid, private_path, public_path)
+    return JwtKeys(
+        kid,
+        private_path,
+        public_path,
+        generate_secret_file(directory, f"vault-{kid}"),
+        generate_secret_file(directory, "vault-fingerprint"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,61 +1,145 @@
-"""payment_svc's internal PaymentService and CallbackService.
+"""payment_svc's PaymentService and CallbackService: protobuf <-> use cases only.
 
-gateway_svc forwards the public calls here unchanged. The RPC bodies arrive with the
-payment-submission, processing and fraud issues; until then each answers UNIMPLEMENTED.
+gateway_svc forwards the public calls here unchanged; the caller is the principal the
+authentication interceptor verified from the forwarded access token.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
 
-import grpc
-
+from payment_svc.api.errors import mapped_errors
+from payment_svc.domain.errors import ValidationFailed
+from payment_svc.proto_mapping import (
+    command_from_pb,
+    kind_from_pb,
+    payment_to_pb,
+    status_from_pb,
+)
+from payment_svc.service.payments import Payments
+from payment_svc.service.ports import PageCursor
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
+from payrail_common.authn import current_principal
+from payrail_common.fields import FieldViolation
 from payrail_common.unimplemented import abort_unimplemented
 
-Context: TypeAlias = grpc.aio.ServicerContext
+# Response metadata marking a CreatePayment answered from an earlier identical request.
+REPLAY_HEADER = "x-payrail-idempotent-replay"
+
+
+def _invalid(field: str, description: str) -> ValidationFailed:
+    return ValidationFailed([FieldViolation(field, description)])
+
+
+def encode_page_token(cursor: PageCursor, request: pb.ListPaymentsRequest) -> str:
+    """Opaque to clients; bound to the filters it was issued for."""
+    data = {
+        "t": cursor.create_time.isoformat(),
+        "id": cursor.payment_id,
+        "s": request.status,
+        "k": request.kind,
+    }
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def decode_page_token(request: pb.ListPaymentsRequest) -> PageCursor | None:
+    if not request.page_token:
+        return None
+    try:
+        padded = request.page_token + "=" * (-len(request.page_token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded))
+        cursor = PageCursor(datetime.fromisoformat(data["t"]), str(data["id"]))
+        same_filters = (data["s"], data["k"]) == (request.status, request.kind)
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise _invalid("page_token", "is not a token this service issued") from None
+    if not same_filters:
+        raise _invalid("page_token", "was issued for other filters; start from the first page")
+    return cursor
 
 
 class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
+    def __init__(self, payments: Payments) -> None:
+        self._payments = payments
+
     async def CreatePayment(
-        self, request: pb.CreatePaymentRequest, context: Context
+        self, request: pb.CreatePaymentRequest, context: Any
     ) -> pb.CreatePaymentResponse:
-        await abort_unimplemented(context, "CreatePayment")
+        async with mapped_errors(context):
+            created = await self._payments.create(
+                command_from_pb(current_principal().user_id, request)
+            )
+        if created.replayed:
+            await context.send_initial_metadata(((REPLAY_HEADER, "true"),))
+        return pb.CreatePaymentResponse(payment=payment_to_pb(created.payment))
 
     async def GetPayment(
-        self, request: pb.GetPaymentRequest, context: Context
+        self, request: pb.GetPaymentRequest, context: Any
     ) -> pb.GetPaymentResponse:
-        await abort_unimplemented(context, "GetPayment")
+        async with mapped_errors(context):
+            view = await self._payments.get(current_principal().user_id, request.payment_id)
+        return pb.GetPaymentResponse(payment=payment_to_pb(view))
 
     async def ListPayments(
-        self, request: pb.ListPaymentsRequest, context: Context
+        self, request: pb.ListPaymentsRequest, context: Any
     ) -> pb.ListPaymentsResponse:
-        await abort_unimplemented(context, "ListPayments")
+        async with mapped_errors(context):
+            if request.page_size < 0:
+                raise _invalid("page_size", "must not be negative")
+            page, next_cursor = await self._payments.list(
+                current_principal().user_id,
+                page_size=request.page_size,
+                after=decode_page_token(request),
+                status=status_from_pb(request.status),
+                kind=kind_from_pb(request.kind),
+            )
+        return pb.ListPaymentsResponse(
+            payments=[payment_to_pb(view) for view in page],
+            next_page_token="" if next_cursor is None else encode_page_token(next_cursor, request),
+        )
 
     async def CancelPayment(
-        self, request: pb.CancelPaymentRequest, context: Context
+        self, request: pb.CancelPaymentRequest, context: Any
     ) -> pb.CancelPaymentResponse:
-        await abort_unimplemented(context, "CancelPayment")
+        async with mapped_errors(context):
+            view = await self._payments.cancel(current_principal().user_id, request.payment_id)
+        return pb.CancelPaymentResponse(payment=payment_to_pb(view))
 
     async def VerifyPayment(
-        self, request: pb.VerifyPaymentRequest, context: Context
+        self, request: pb.VerifyPaymentRequest, context: Any
     ) -> pb.VerifyPaymentResponse:
         await abort_unimplemented(context, "VerifyPayment")
 
-    async def WatchPayment(self, request: pb.WatchPaymentRequest, context: Context) -> None:
+    async def WatchPayment(self, request: pb.WatchPaymentRequest, context: Any) -> None:
         # A server-streaming handler may be a coroutine; this one only ends the stream.
         await abort_unimplemented(context, "WatchPayment")
 
     async def GetBalance(
-        self, request: pb.GetBalanceRequest, context: Context
+        self, request: pb.GetBalanceRequest, context: Any
     ) -> pb.GetBalanceResponse:
-        await abort_unimplemented(context, "GetBalance")
+        async with mapped_errors(context):
+            balances = await self._payments.balances(
+                current_principal().user_id, request.currency_code or None
+            )
+        return pb.GetBalanceResponse(
+            balances=[
+                pb.Balance(
+                    currency_code=b.currency_code,
+                    available_minor=b.available_minor,
+                    held_minor=b.held_minor,
+                )
+                for b in balances
+            ]
+        )
 
 
 class CallbackServicer(callbacks_pb2_grpc.CallbackServiceServicer):
     async def ReportResult(
-        self, request: callbacks_pb2.ReportResultRequest, context: Context
+        self, request: callbacks_pb2.ReportResultRequest, context: Any
     ) -> callbacks_pb2.ReportResultResponse:
         await abort_unimplemented(context, "ReportResult")

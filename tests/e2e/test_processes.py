@@ -71,6 +71,9 @@ def services(
         "PAYRAIL_JWT_SIGNING_KEYS": jwt_keys.signing_spec,
         "PAYRAIL_JWT_ACTIVE_KID": jwt_keys.kid,
         "PAYRAIL_JWT_PUBLIC_KEYS": jwt_keys.public_spec,
+        "PAYRAIL_VAULT_KEYS": jwt_keys.vault_spec,
+        "PAYRAIL_VAULT_ACTIVE_KEY": jwt_keys.kid,
+        "PAYRAIL_VAULT_FINGERPRINT_KEY": str(jwt_keys.fingerprint_key_path),
     }
     running: list[Running] = []
     for name in ("payment", "gateway", "consumer"):

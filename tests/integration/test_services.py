@@ -4,69 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import grpc
 import pytest
-import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway_svc import bootstrap as gateway_bootstrap
-from gateway_svc.config import Settings as GatewaySettings
-from payment_svc import bootstrap as payment_bootstrap
-from payment_svc.config import Settings as PaymentSettings
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
-from payrail_common.grpcserver import ServerHandle
 from tests.conftest import JwtKeys, StackEnv, free_port
 from tests.helpers import register_and_login
+from tests.integration.conftest import Platform, gateway_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def payment_settings(stack: StackEnv, keys: JwtKeys) -> PaymentSettings:
-    return PaymentSettings(
-        jwt_public_keys=keys.public_spec,
-        port=0,
-        metrics_port=0,
-        pg_dsn=stack.pg_dsn,
-        redis_url=stack.redis_url,
-        kafka_bootstrap=stack.kafka_bootstrap,
-        startup_timeout_s=10,
-        shutdown_grace_s=1,
-    )
-
-
-def gateway_settings(stack: StackEnv, keys: JwtKeys, payment_port: int) -> GatewaySettings:
-    return GatewaySettings(
-        jwt_signing_keys=keys.signing_spec,
-        jwt_active_kid=keys.kid,
-        port=0,
-        metrics_port=0,
-        payment_target=f"127.0.0.1:{payment_port}",
-        pg_dsn=stack.pg_dsn,
-        redis_url=stack.redis_url,
-        startup_timeout_s=10,
-        shutdown_grace_s=1,
-        upstream_deadline_ms=2000,
-    )
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def platform(
-    stack: StackEnv, jwt_keys: JwtKeys
-) -> AsyncIterator[tuple[ServerHandle, ServerHandle]]:
-    payment = await payment_bootstrap.build(payment_settings(stack, jwt_keys))
-    await payment.start()
-    gateway = await gateway_bootstrap.build(gateway_settings(stack, jwt_keys, payment.port))
-    await gateway.start()
-    yield gateway, payment
-    await gateway.stop(1)
-    await payment.stop(1)
 
 
 async def health_status(port: int, service: str = "") -> int:
@@ -77,7 +31,7 @@ async def health_status(port: int, service: str = "") -> int:
     return int(reply.status)
 
 
-async def test_both_services_report_serving(platform: tuple[ServerHandle, ServerHandle]) -> None:
+async def test_both_services_report_serving(platform: Platform) -> None:
     gateway, payment = platform
     assert await health_status(gateway.port) == SERVING
     assert await health_status(payment.port) == SERVING
@@ -86,9 +40,7 @@ async def test_both_services_report_serving(platform: tuple[ServerHandle, Server
     assert await health_status(payment.port, "payrail.payments.v1.PaymentService") == SERVING
 
 
-async def test_grpcurl_lists_the_public_services(
-    platform: tuple[ServerHandle, ServerHandle], grpcurl: str
-) -> None:
+async def test_grpcurl_lists_the_public_services(platform: Platform, grpcurl: str) -> None:
     gateway, _ = platform
     listing = await asyncio.to_thread(
         subprocess.run,
@@ -108,14 +60,18 @@ async def test_grpcurl_lists_the_public_services(
 
 
 async def test_unbuilt_rpcs_answer_unimplemented_through_the_edge(
-    platform: tuple[ServerHandle, ServerHandle],
+    platform: Platform,
 ) -> None:
     gateway, _ = platform
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         user = await register_and_login(channel)
         payments = payments_pb2_grpc.PaymentServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as unary:
-            await payments.GetBalance(pb.GetBalanceRequest(), metadata=user.metadata, timeout=5)
+            await payments.VerifyPayment(
+                pb.VerifyPaymentRequest(payment_id="x", code="123456"),
+                metadata=user.metadata,
+                timeout=5,
+            )
         with pytest.raises(grpc.aio.AioRpcError) as stream:
             async for _ in payments.WatchPayment(
                 pb.WatchPaymentRequest(payment_id="x"), metadata=user.metadata, timeout=5
@@ -125,7 +81,7 @@ async def test_unbuilt_rpcs_answer_unimplemented_through_the_edge(
             await payments.GetBalance(pb.GetBalanceRequest(), timeout=5)
     # The message names the RPC, and payment_svc's words came back through the forwarder.
     assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetBalance is not available yet" in (unary.value.details() or "")
+    assert "VerifyPayment is not available yet" in (unary.value.details() or "")
     assert stream.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "WatchPayment" in (stream.value.details() or "")
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -1,0 +1,1 @@
+"""payment_svc's I/O: PostgreSQL, Redis, Kafka."""

@@ -1,0 +1,338 @@
+"""The payment system of record over PostgreSQL (schema ``payments``).
+
+Every write is one transaction: the payment, its vaulted card, its idempotency key, any
+ledger hold and the outbox rows that announce it commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from payment_svc.domain.cards import CardBrand
+from payment_svc.domain.errors import InsufficientFunds, InvalidTransition, NotFound
+from payment_svc.domain.money import Money
+from payment_svc.domain.status import (
+    FundingSource,
+    PaymentKind,
+    PaymentStatus,
+    can_transition,
+    next_version,
+)
+from payment_svc.domain.validation import Merchant
+from payment_svc.proto_mapping import created_event, status_changed_event
+from payment_svc.service.ports import (
+    BalanceView,
+    CardView,
+    ExistingKey,
+    NewPayment,
+    PageCursor,
+    PaymentView,
+)
+
+EVENTS_TOPIC = "payments.events"
+STATUS_TOPIC = "payments.status"
+
+_COLUMNS = (
+    "id, user_id, kind, status, funding_source, currency_code, amount_minor, description,"
+    " card_brand, card_masked, card_exp_month, card_exp_year, merchant, failure_code,"
+    " failure_message, version, create_time, update_time"
+)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def view_from_row(row: asyncpg.Record) -> PaymentView:
+    card = None
+    if row["card_masked"] is not None:
+        brand = row["card_brand"]
+        card = CardView(
+            brand=None if brand is None else CardBrand(brand),
+            masked_number=row["card_masked"],
+            exp_month=row["card_exp_month"],
+            exp_year=row["card_exp_year"],
+        )
+    merchant = None
+    if row["merchant"] is not None:
+        merchant = Merchant(**json.loads(row["merchant"]))
+    funding = row["funding_source"]
+    return PaymentView(
+        payment_id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        kind=PaymentKind(row["kind"]),
+        status=PaymentStatus(row["status"]),
+        funding_source=None if funding is None else FundingSource(funding),
+        amount=Money(row["currency_code"], row["amount_minor"]),
+        description=row["description"],
+        card=card,
+        merchant=merchant,
+        failure_code=row["failure_code"],
+        failure_message=row["failure_message"],
+        version=row["version"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+    )
+
+
+async def insert_outbox(
+    conn: asyncpg.Connection, *, topic: str, key: str, event_type: str, event: tuple[str, bytes]
+) -> None:
+    event_id, payload = event
+    await conn.execute(
+        "INSERT INTO payments.outbox (event_id, topic, message_key, event_type, payload)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        uuid.UUID(event_id),
+        topic,
+        key,
+        event_type,
+        payload,
+    )
+
+
+async def announce_status_change(
+    conn: asyncpg.Connection, view: PaymentView, previous: PaymentStatus
+) -> None:
+    """Outbox rows for a status change: the lifecycle stream and the status fan-out."""
+    for topic in (EVENTS_TOPIC, STATUS_TOPIC):
+        await insert_outbox(
+            conn,
+            topic=topic,
+            key=view.payment_id,
+            event_type="payment.status_changed",
+            event=status_changed_event(view, previous),
+        )
+
+
+async def wallet_account_for_update(
+    conn: asyncpg.Connection, user_id: uuid.UUID, currency_code: str
+) -> asyncpg.Record:
+    """The user's wallet in this currency, created on first use, locked for this transaction."""
+    await conn.execute(
+        "INSERT INTO payments.ledger_accounts (owner_user_id, purpose, currency_code)"
+        " VALUES ($1, 'WALLET', $2) ON CONFLICT DO NOTHING",
+        user_id,
+        currency_code,
+    )
+    return await conn.fetchrow(
+        "SELECT id, balance_minor, held_minor FROM payments.ledger_accounts"
+        " WHERE owner_user_id = $1 AND purpose = 'WALLET' AND currency_code = $2 FOR UPDATE",
+        user_id,
+        currency_code,
+    )
+
+
+async def release_hold(conn: asyncpg.Connection, payment_id: uuid.UUID) -> None:
+    """Return an active hold's funds to the available balance (no journal entry: a hold
+    never moved money)."""
+    hold = await conn.fetchrow(
+        "UPDATE payments.holds SET status = 'RELEASED', update_time = now()"
+        " WHERE payment_id = $1 AND status = 'ACTIVE' RETURNING account_id, amount_minor",
+        payment_id,
+    )
+    if hold is not None:
+        await conn.execute(
+            "UPDATE payments.ledger_accounts SET held_minor = held_minor - $2 WHERE id = $1",
+            hold["account_id"],
+            hold["amount_minor"],
+        )
+
+
+class PostgresPaymentRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, new: NewPayment) -> PaymentView | ExistingKey:
+        view = new.payment
+        user_id = uuid.UUID(view.user_id)
+        payment_id = uuid.UUID(view.payment_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The key goes in first: a concurrent request with the same key blocks here
+            # until this transaction ends, then finds the winner (never read-then-write).
+            claimed = await conn.fetchval(
+                "INSERT INTO payments.idempotency_keys"
+                " (user_id, idempotency_key, request_hash, payment_id)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+                user_id,
+                new.idempotency_key,
+                new.request_hash,
+                payment_id,
+            )
+            if not claimed:
+                existing = await conn.fetchrow(
+                    "SELECT payment_id, request_hash FROM payments.idempotency_keys"
+                    " WHERE user_id = $1 AND idempotency_key = $2",
+                    user_id,
+                    new.idempotency_key,
+                )
+                return ExistingKey(str(existing["payment_id"]), existing["request_hash"])
+            if new.hold_minor:
+                account = await wallet_account_for_update(conn, user_id, view.amount.currency_code)
+                if account["balance_minor"] - account["held_minor"] < new.hold_minor:
+                    raise InsufficientFunds(view.amount.currency_code)
+            card = view.card
+            await conn.execute(
+                f"INSERT INTO payments.payments ({_COLUMNS}) VALUES"  # noqa: S608 - constant
+                " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+                " $17, $18)",
+                payment_id,
+                user_id,
+                view.kind.value,
+                view.status.value,
+                None if view.funding_source is None else view.funding_source.value,
+                view.amount.currency_code,
+                view.amount.amount_minor,
+                view.description,
+                None if card is None or card.brand is None else card.brand.value,
+                None if card is None else card.masked_number,
+                None if card is None else card.exp_month,
+                None if card is None else card.exp_year,
+                None if view.merchant is None else json.dumps(asdict(view.merchant)),
+                view.failure_code,
+                view.failure_message,
+                view.version,
+                view.create_time,
+                view.update_time,
+            )
+            if new.sealed_pan is not None and new.card_fingerprint is not None:
+                await conn.execute(
+                    "INSERT INTO payments.cards"
+                    " (payment_id, key_id, nonce, ciphertext, fingerprint)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    payment_id,
+                    new.sealed_pan.key_id,
+                    new.sealed_pan.nonce,
+                    new.sealed_pan.ciphertext,
+                    new.card_fingerprint,
+                )
+                await conn.execute(
+                    "UPDATE payments.payments SET card_fingerprint = $2 WHERE id = $1",
+                    payment_id,
+                    new.card_fingerprint,
+                )
+            if new.hold_minor:
+                await conn.execute(
+                    "UPDATE payments.ledger_accounts SET held_minor = held_minor + $2"
+                    " WHERE id = $1",
+                    account["id"],
+                    new.hold_minor,
+                )
+                await conn.execute(
+                    "INSERT INTO payments.holds (payment_id, account_id, amount_minor, status)"
+                    " VALUES ($1, $2, $3, 'ACTIVE')",
+                    payment_id,
+                    account["id"],
+                    new.hold_minor,
+                )
+            await insert_outbox(
+                conn,
+                topic=EVENTS_TOPIC,
+                key=view.payment_id,
+                event_type="payment.created",
+                event=created_event(view, new.card_fingerprint),
+            )
+        return view
+
+    async def get(self, user_id: str, payment_id: str) -> PaymentView | None:
+        uid, pid = _uuid(user_id), _uuid(payment_id)
+        if uid is None or pid is None:
+            return None
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
+            " WHERE id = $1 AND user_id = $2",
+            pid,
+            uid,
+        )
+        return None if row is None else view_from_row(row)
+
+    async def list(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        after: PageCursor | None,
+        status: PaymentStatus | None,
+        kind: PaymentKind | None,
+    ) -> Sequence[PaymentView]:
+        uid = _uuid(user_id)
+        if uid is None:
+            return []
+        args: list[Any] = [uid, limit]
+        where = ["user_id = $1"]
+        if after is not None:
+            args += [after.create_time, uuid.UUID(after.payment_id)]
+            where.append(f"(create_time, id) < (${len(args) - 1}, ${len(args)})")
+        if status is not None:
+            args.append(status.value)
+            where.append(f"status = ${len(args)}")
+        if kind is not None:
+            args.append(kind.value)
+            where.append(f"kind = ${len(args)}")
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM payments.payments WHERE {' AND '.join(where)}"  # noqa: S608
+            " ORDER BY create_time DESC, id DESC LIMIT $2",
+            *args,
+        )
+        return [view_from_row(row) for row in rows]
+
+    async def cancel(self, user_id: str, payment_id: str, now: datetime) -> PaymentView:
+        uid, pid = _uuid(user_id), _uuid(payment_id)
+        if uid is None or pid is None:
+            raise NotFound("payment")
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
+                " WHERE id = $1 AND user_id = $2 FOR UPDATE",
+                pid,
+                uid,
+            )
+            if row is None:
+                raise NotFound("payment")
+            current = view_from_row(row)
+            if not can_transition(current.status, PaymentStatus.CANCELED):
+                raise InvalidTransition(current.status.value, PaymentStatus.CANCELED.value)
+            updated = replace(
+                current,
+                status=PaymentStatus.CANCELED,
+                version=next_version(current.status, PaymentStatus.CANCELED, current.version),
+                failure_code="canceled_by_user",
+                failure_message="canceled by its owner before dispatch",
+                update_time=now,
+            )
+            await conn.execute(
+                "UPDATE payments.payments SET status = $2, version = $3, failure_code = $4,"
+                " failure_message = $5, update_time = $6 WHERE id = $1",
+                pid,
+                updated.status.value,
+                updated.version,
+                updated.failure_code,
+                updated.failure_message,
+                now,
+            )
+            await release_hold(conn, pid)
+            await announce_status_change(conn, updated, current.status)
+        return updated
+
+    async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]:
+        uid = _uuid(user_id)
+        if uid is None:
+            return []
+        rows = await self._pool.fetch(
+            "SELECT currency_code, balance_minor - held_minor AS available, held_minor"
+            " FROM payments.ledger_accounts"
+            " WHERE owner_user_id = $1 AND purpose = 'WALLET'"
+            " AND ($2::text IS NULL OR currency_code = $2) ORDER BY currency_code",
+            uid,
+            currency_code,
+        )
+        return [BalanceView(r["currency_code"], r["available"], r["held_minor"]) for r in rows]

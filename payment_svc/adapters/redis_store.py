@@ -1,0 +1,120 @@
+"""Redis for payment_svc: the GetPayment cache (cache-aside) and short-lived sealed CVCs.
+
+Redis is never the system of record here: every cache operation that fails is logged
+once and skipped, so a Redis outage degrades reads to PostgreSQL instead of failing them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from payment_svc.domain.cards import CardBrand
+from payment_svc.domain.money import Money
+from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
+from payment_svc.domain.validation import Merchant
+from payment_svc.service.ports import CardView, PaymentView
+from payment_svc.vault import SealedCvc
+
+log = logging.getLogger(__name__)
+
+CACHE_RESULTS = Counter(
+    "payrail_payment_cache_total", "GetPayment cache look-ups by result.", ["result"]
+)
+# Bumped when the cached shape changes, so old entries are simply missed.
+_CACHE_VERSION = 1
+
+
+def _payment_key(payment_id: str) -> str:
+    return f"payment:v{_CACHE_VERSION}:{payment_id}"
+
+
+def _encode(view: PaymentView) -> str:
+    data = asdict(view)
+    data["create_time"] = view.create_time.isoformat()
+    data["update_time"] = view.update_time.isoformat()
+    return json.dumps(data)
+
+
+def _decode(raw: bytes | str) -> PaymentView:
+    data: dict[str, Any] = json.loads(raw)
+    card = data["card"]
+    amount = data["amount"]
+    return PaymentView(
+        payment_id=data["payment_id"],
+        user_id=data["user_id"],
+        kind=PaymentKind(data["kind"]),
+        status=PaymentStatus(data["status"]),
+        funding_source=None
+        if data["funding_source"] is None
+        else FundingSource(data["funding_source"]),
+        amount=Money(amount["currency_code"], amount["amount_minor"]),
+        description=data["description"],
+        card=None
+        if card is None
+        else CardView(
+            brand=None if card["brand"] is None else CardBrand(card["brand"]),
+            masked_number=card["masked_number"],
+            exp_month=card["exp_month"],
+            exp_year=card["exp_year"],
+        ),
+        merchant=None if data["merchant"] is None else Merchant(**data["merchant"]),
+        failure_code=data["failure_code"],
+        failure_message=data["failure_message"],
+        version=data["version"],
+        create_time=datetime.fromisoformat(data["create_time"]),
+        update_time=datetime.fromisoformat(data["update_time"]),
+    )
+
+
+class RedisPaymentCache:
+    def __init__(self, client: Redis, *, ttl_s: int) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+
+    async def get(self, payment_id: str) -> PaymentView | None:
+        try:
+            raw = await self._client.get(_payment_key(payment_id))
+        except RedisError as exc:
+            CACHE_RESULTS.labels("error").inc()
+            log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
+            return None
+        if raw is None:
+            CACHE_RESULTS.labels("miss").inc()
+            return None
+        CACHE_RESULTS.labels("hit").inc()
+        return _decode(raw)
+
+    async def put(self, view: PaymentView) -> None:
+        try:
+            await self._client.set(_payment_key(view.payment_id), _encode(view), ex=self._ttl_s)
+        except RedisError as exc:
+            log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
+
+    async def invalidate(self, payment_id: str) -> None:
+        try:
+            await self._client.delete(_payment_key(payment_id))
+        except RedisError as exc:
+            # A stale entry would outlive the change: the TTL bounds how long.
+            log.warning("payment cache invalidation failed", extra={"error": type(exc).__name__})
+
+
+class RedisCvcStore:
+    """``cvc:<payment id>`` -> sealed CVC (AES-GCM, bound to the payment), with a short TTL."""
+
+    def __init__(self, client: Redis, *, ttl_s: int) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+
+    async def put(self, payment_id: str, sealed: SealedCvc) -> None:
+        value = json.dumps(
+            {"k": sealed.key_id, "n": sealed.nonce.hex(), "c": sealed.ciphertext.hex()}
+        )
+        await self._client.set(f"cvc:{payment_id}", value, ex=self._ttl_s)

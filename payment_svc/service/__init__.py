@@ -1,0 +1,1 @@
+"""payment_svc's use cases over ports (repository, caches, vault, clock)."""

@@ -1,0 +1,119 @@
+"""What the payment use cases need from the outside world; adapters/ implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from payment_svc.domain.cards import CardBrand
+from payment_svc.domain.money import Money
+from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
+from payment_svc.domain.validation import Merchant
+from payment_svc.vault import SealedCvc, SealedPan
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What is ever shown of a vaulted card."""
+
+    brand: CardBrand | None
+    masked_number: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    """A payment as stored and as its owner sees it."""
+
+    payment_id: str
+    user_id: str
+    kind: PaymentKind
+    status: PaymentStatus
+    funding_source: FundingSource | None
+    amount: Money
+    description: str
+    card: CardView | None
+    merchant: Merchant | None
+    failure_code: str
+    failure_message: str
+    version: int
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    currency_code: str
+    available_minor: int
+    held_minor: int
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """Everything one CreatePayment transaction writes."""
+
+    payment: PaymentView
+    idempotency_key: str
+    request_hash: str
+    sealed_pan: SealedPan | None
+    card_fingerprint: str | None
+    # Wallet funds to reserve (withdrawals, wallet-funded purchases).
+    hold_minor: int
+
+
+@dataclass(frozen=True)
+class ExistingKey:
+    """The idempotency key was used before: by this payment, for this request hash."""
+
+    payment_id: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where the previous page ended (newest-first order)."""
+
+    create_time: datetime
+    payment_id: str
+
+
+class PaymentRepository(Protocol):
+    async def create(self, new: NewPayment) -> PaymentView | ExistingKey:
+        """Write payment, vaulted card, hold and outbox row in one transaction, or, when
+        the key exists, write nothing and return it. Raises InsufficientFunds."""
+
+    async def get(self, user_id: str, payment_id: str) -> PaymentView | None: ...
+
+    async def list(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        after: PageCursor | None,
+        status: PaymentStatus | None,
+        kind: PaymentKind | None,
+    ) -> Sequence[PaymentView]: ...
+
+    async def cancel(self, user_id: str, payment_id: str, now: datetime) -> PaymentView:
+        """Cancel before dispatch; NotFound or InvalidTransition otherwise."""
+
+    async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]: ...
+
+
+class PaymentCache(Protocol):
+    """Cache-aside for GetPayment; every method degrades to a no-op when Redis is down."""
+
+    async def get(self, payment_id: str) -> PaymentView | None: ...
+
+    async def put(self, view: PaymentView) -> None: ...
+
+    async def invalidate(self, payment_id: str) -> None: ...
+
+
+class CvcStore(Protocol):
+    """Short-lived sealed CVCs for the gateway dispatch; never PostgreSQL or Kafka."""
+
+    async def put(self, payment_id: str, sealed: SealedCvc) -> None: ...
