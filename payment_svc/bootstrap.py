@@ -7,6 +7,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from payment_svc.adapters.outbox_relay import OutboxRelay
 from payment_svc.adapters.postgres import PostgresPaymentRepository
 from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
 from payment_svc.api.servicers import CallbackServicer, PaymentServicer
@@ -18,7 +19,7 @@ from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.payments.v1 import payments_pb2, payments_pb2_grpc
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.config import ConfigError
-from payrail_common.dependencies import KafkaCheck, postgres_check, redis_check
+from payrail_common.dependencies import postgres_check, redis_check
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.keys import read_secret_file
 from payrail_common.probes import DependencyMonitor, Probe
@@ -84,7 +85,11 @@ async def build(settings: Settings) -> ServerHandle:
         health_check_interval=30,
     )
     payments = build_payments(settings, pool, redis)
-    kafka = KafkaCheck(settings.kafka_bootstrap)
+    # Publishes what CreatePayment and every state change wrote to the outbox; several
+    # payment_svc processes may each run one.
+    relay = OutboxRelay(
+        settings.pg_dsn, settings.kafka_bootstrap, batch_max=settings.outbox_batch_max
+    )
     handle = create_server(
         host=settings.host,
         port=settings.port,
@@ -105,15 +110,19 @@ async def build(settings: Settings) -> ServerHandle:
             Probe("postgres", postgres_check(pool)),
             # Redis holds caches only: reads fall back to PostgreSQL while it is down.
             Probe("redis", redis_check(redis), essential=False),
-            # The outbox absorbs Kafka outages: degraded, not down.
-            Probe("kafka", kafka, essential=False),
+            # The outbox absorbs Kafka outages: degraded, not down. The relay's circuit
+            # breaker is the judge, so the probe adds no traffic of its own.
+            Probe("kafka", relay.check_kafka, essential=False),
         ],
     )
-    handle.on_stop.extend([pool.close, redis.aclose, kafka.close])
+    handle.on_stop.extend([pool.close, redis.aclose])
     try:
         await monitor.wait_ready(("postgres",), settings.startup_timeout_s)
     except TimeoutError:
         await handle.stop(0)
         raise
+    await relay.start()
+    # on_stop runs last-in first-out: the relay flushes before the pools close.
+    handle.on_stop.append(relay.stop)
     handle.monitor = monitor
     return handle

@@ -36,6 +36,8 @@ class Settings:
     cvc_ttl_s: int = 900
     # GetPayment cache-aside entries expire after this long even without invalidation.
     payment_cache_ttl_s: int = 300
+    # Outbox rows the relay claims and publishes per cycle.
+    outbox_batch_max: int = 500
     startup_timeout_s: int = 30
     # In-flight calls get this long to finish on SIGTERM.
     shutdown_grace_s: int = 10
@@ -68,6 +70,9 @@ class Settings:
             cvc_ttl_s=env_int("PAYRAIL_CVC_TTL_S", d.cvc_ttl_s, minimum=10, maximum=3600, env=env),
             payment_cache_ttl_s=env_int(
                 "PAYRAIL_PAYMENT_CACHE_TTL_S", d.payment_cache_ttl_s, minimum=1, env=env
+            ),
+            outbox_batch_max=env_int(
+                "PAYRAIL_OUTBOX_BATCH_MAX", d.outbox_batch_max, minimum=1, maximum=10_000, env=env
             ),
             startup_timeout_s=env_int(
                 "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
