@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from payrail_common.config import env_int, env_port, env_str
+from payrail_common.config import env_str, service_fields
 
 
 @dataclass(frozen=True)
@@ -28,19 +28,6 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         d = cls()
         return cls(
-            host=env_str("PAYRAIL_CONSUMER_HOST", d.host, env),
-            port=env_port("PAYRAIL_CONSUMER_PORT", d.port, env),
-            metrics_port=env_port("PAYRAIL_CONSUMER_METRICS_PORT", d.metrics_port, env),
+            **service_fields("CONSUMER", d, env),
             kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
-            pg_dsn=env_str("PAYRAIL_PG_DSN", d.pg_dsn, env),
-            pg_pool_max=env_int(
-                "PAYRAIL_CONSUMER_PG_POOL_MAX", d.pg_pool_max, minimum=1, maximum=500, env=env
-            ),
-            startup_timeout_s=env_int(
-                "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
-            ),
-            shutdown_grace_s=env_int(
-                "PAYRAIL_SHUTDOWN_GRACE_S", d.shutdown_grace_s, minimum=0, env=env
-            ),
-            log_level=env_str("PAYRAIL_LOG_LEVEL", d.log_level, env),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from payrail_common.config import env_int, env_port, env_str
+from payrail_common.config import env_int, env_str, service_fields
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         d = cls()
         return cls(
-            host=env_str("PAYRAIL_GATEWAY_HOST", d.host, env),
-            port=env_port("PAYRAIL_GATEWAY_PORT", d.port, env),
-            metrics_port=env_port("PAYRAIL_GATEWAY_METRICS_PORT", d.metrics_port, env),
+            **service_fields("GATEWAY", d, env),
             payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
             upstream_deadline_ms=env_int(
                 "PAYRAIL_UPSTREAM_DEADLINE_MS",
@@ -57,10 +55,6 @@ class Settings:
                 minimum=10,
                 maximum=120_000,
                 env=env,
-            ),
-            pg_dsn=env_str("PAYRAIL_PG_DSN", d.pg_dsn, env),
-            pg_pool_max=env_int(
-                "PAYRAIL_GATEWAY_PG_POOL_MAX", d.pg_pool_max, minimum=1, maximum=500, env=env
             ),
             redis_url=env_str("PAYRAIL_REDIS_URL", d.redis_url, env),
             jwt_signing_keys=env_str("PAYRAIL_JWT_SIGNING_KEYS", d.jwt_signing_keys, env),
@@ -94,11 +88,4 @@ class Settings:
             argon2_parallelism=env_int(
                 "PAYRAIL_ARGON2_PARALLELISM", d.argon2_parallelism, minimum=1, env=env
             ),
-            startup_timeout_s=env_int(
-                "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
-            ),
-            shutdown_grace_s=env_int(
-                "PAYRAIL_SHUTDOWN_GRACE_S", d.shutdown_grace_s, minimum=0, env=env
-            ),
-            log_level=env_str("PAYRAIL_LOG_LEVEL", d.log_level, env),
         )

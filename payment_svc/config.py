@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from payrail_common.config import env_int, env_port, env_str
+from payrail_common.config import env_int, env_str, service_fields
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         d = cls()
         return cls(
-            host=env_str("PAYRAIL_PAYMENT_HOST", d.host, env),
-            port=env_port("PAYRAIL_PAYMENT_PORT", d.port, env),
-            metrics_port=env_port("PAYRAIL_PAYMENT_METRICS_PORT", d.metrics_port, env),
-            pg_dsn=env_str("PAYRAIL_PG_DSN", d.pg_dsn, env),
-            pg_pool_max=env_int(
-                "PAYRAIL_PAYMENT_PG_POOL_MAX", d.pg_pool_max, minimum=1, maximum=500, env=env
-            ),
+            **service_fields("PAYMENT", d, env),
             redis_url=env_str("PAYRAIL_REDIS_URL", d.redis_url, env),
             kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
             jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
@@ -74,11 +68,4 @@ class Settings:
             outbox_batch_max=env_int(
                 "PAYRAIL_OUTBOX_BATCH_MAX", d.outbox_batch_max, minimum=1, maximum=10_000, env=env
             ),
-            startup_timeout_s=env_int(
-                "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
-            ),
-            shutdown_grace_s=env_int(
-                "PAYRAIL_SHUTDOWN_GRACE_S", d.shutdown_grace_s, minimum=0, env=env
-            ),
-            log_level=env_str("PAYRAIL_LOG_LEVEL", d.log_level, env),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 
 class ConfigError(ValueError):
@@ -58,3 +59,48 @@ def env_bool(name: str, default: bool, env: Mapping[str, str] | None = None) -> 
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+class _ServiceDefaults(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def metrics_port(self) -> int: ...
+    @property
+    def pg_dsn(self) -> str: ...
+    @property
+    def pg_pool_max(self) -> int: ...
+    @property
+    def startup_timeout_s(self) -> int: ...
+    @property
+    def shutdown_grace_s(self) -> int: ...
+    @property
+    def log_level(self) -> str: ...
+
+
+def service_fields(
+    service: str, defaults: _ServiceDefaults, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The settings every service has, read the same way: ``PAYRAIL_<SERVICE>_HOST``,
+    ``_PORT``, ``_METRICS_PORT``, ``_PG_POOL_MAX`` and the shared PAYRAIL_PG_DSN,
+    PAYRAIL_STARTUP_TIMEOUT_S, PAYRAIL_SHUTDOWN_GRACE_S and PAYRAIL_LOG_LEVEL."""
+    prefix = f"PAYRAIL_{service}"
+    d = defaults
+    return {
+        "host": env_str(f"{prefix}_HOST", d.host, env),
+        "port": env_port(f"{prefix}_PORT", d.port, env),
+        "metrics_port": env_port(f"{prefix}_METRICS_PORT", d.metrics_port, env),
+        "pg_dsn": env_str("PAYRAIL_PG_DSN", d.pg_dsn, env),
+        "pg_pool_max": env_int(
+            f"{prefix}_PG_POOL_MAX", d.pg_pool_max, minimum=1, maximum=500, env=env
+        ),
+        "startup_timeout_s": env_int(
+            "PAYRAIL_STARTUP_TIMEOUT_S", d.startup_timeout_s, minimum=1, env=env
+        ),
+        "shutdown_grace_s": env_int(
+            "PAYRAIL_SHUTDOWN_GRACE_S", d.shutdown_grace_s, minimum=0, env=env
+        ),
+        "log_level": env_str("PAYRAIL_LOG_LEVEL", d.log_level, env),
+    }

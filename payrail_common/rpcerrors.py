@@ -7,15 +7,20 @@ no stack traces, no internal addresses, no secrets or card data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import NoReturn
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from payrail_common.dependencies import TRANSIENT_ERRORS
 from payrail_common.fields import FieldViolation
+
+log = logging.getLogger(__name__)
 
 # ErrorInfo.domain for every payrail error.
 ERROR_DOMAIN = "payrail.dev"
@@ -78,4 +83,27 @@ async def abort(
     raise AssertionError("abort_with_status() returned")  # it always raises
 
 
-__all__ = ["ERROR_DOMAIN", "FieldViolation", "abort"]
+ErrorMapper = Callable[[Any, Exception], Awaitable[None]]
+
+
+def error_boundary(
+    domain_error: type[Exception], abort_for: ErrorMapper, *, unavailable_message: str
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A servicer-body context manager for one service: its domain errors become the
+    statuses ``abort_for`` chooses, dependency outages UNAVAILABLE (retry with backoff);
+    anything else propagates (and reaches the client as UNKNOWN, without details)."""
+
+    @asynccontextmanager
+    async def boundary(context: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        except domain_error as error:
+            await abort_for(context, error)
+        except TRANSIENT_ERRORS:
+            log.warning("dependency unavailable", exc_info=True)
+            await abort(context, grpc.StatusCode.UNAVAILABLE, unavailable_message)
+
+    return boundary
+
+
+__all__ = ["ERROR_DOMAIN", "FieldViolation", "abort", "error_boundary"]

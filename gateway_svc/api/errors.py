@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -17,8 +15,7 @@ from gateway_svc.domain.errors import (
     Throttled,
     Unauthenticated,
 )
-from payrail_common.dependencies import TRANSIENT_ERRORS
-from payrail_common.rpcerrors import abort
+from payrail_common.rpcerrors import abort, error_boundary
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +63,9 @@ async def abort_for(context: Any, error: AuthError) -> None:
     await abort(context, grpc.StatusCode.INTERNAL, "internal error")
 
 
-@asynccontextmanager
-async def mapped_errors(context: Any) -> AsyncIterator[None]:
-    """Run a servicer body; domain errors become their statuses, store outages UNAVAILABLE."""
-    try:
-        yield
-    except AuthError as error:
-        await abort_for(context, error)
-    except TRANSIENT_ERRORS:
-        log.warning("dependency unavailable", exc_info=True)
-        await abort(
-            context,
-            grpc.StatusCode.UNAVAILABLE,
-            "the service is temporarily unavailable; retry with backoff",
-        )
+# Wraps every servicer body: domain errors -> statuses, outages -> UNAVAILABLE.
+mapped_errors = error_boundary(
+    AuthError,
+    abort_for,  # type: ignore[arg-type]
+    unavailable_message="the service is temporarily unavailable; retry with backoff",
+)

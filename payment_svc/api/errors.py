@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -17,8 +15,7 @@ from payment_svc.domain.errors import (
     NotFound,
     ValidationFailed,
 )
-from payrail_common.dependencies import TRANSIENT_ERRORS
-from payrail_common.rpcerrors import abort
+from payrail_common.rpcerrors import abort, error_boundary
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +59,9 @@ async def abort_for(context: Any, error: DomainError) -> None:
     await abort(context, grpc.StatusCode.INTERNAL, "internal error")
 
 
-@asynccontextmanager
-async def mapped_errors(context: Any) -> AsyncIterator[None]:
-    """Run a servicer body; domain errors become their statuses, outages UNAVAILABLE."""
-    try:
-        yield
-    except DomainError as error:
-        await abort_for(context, error)
-    except TRANSIENT_ERRORS:
-        log.warning("dependency unavailable", exc_info=True)
-        await abort(
-            context,
-            grpc.StatusCode.UNAVAILABLE,
-            "the payment service is temporarily unavailable; retry with backoff",
-        )
+# Wraps every servicer body: domain errors -> statuses, outages -> UNAVAILABLE.
+mapped_errors = error_boundary(
+    DomainError,
+    abort_for,  # type: ignore[arg-type]
+    unavailable_message="the payment service is temporarily unavailable; retry with backoff",
+)

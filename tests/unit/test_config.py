@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from consumer_svc.config import Settings as ConsumerSettings
 from gateway_svc.config import Settings as GatewaySettings
 from payment_svc.config import Settings as PaymentSettings
 from payrail_common.config import ConfigError, env_bool, env_int, env_port
@@ -47,3 +48,26 @@ def test_bools(raw: str, expected: bool) -> None:
 def test_bad_bool() -> None:
     with pytest.raises(ConfigError, match="true or false"):
         env_bool("B", False, env={"B": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("settings_type", "prefix"),
+    [(GatewaySettings, "GATEWAY"), (PaymentSettings, "PAYMENT"), (ConsumerSettings, "CONSUMER")],
+)
+def test_every_service_reads_the_common_settings_under_its_prefix(
+    settings_type: type[GatewaySettings | PaymentSettings | ConsumerSettings], prefix: str
+) -> None:
+    settings = settings_type.from_env(
+        {
+            f"PAYRAIL_{prefix}_PORT": "7001",
+            f"PAYRAIL_{prefix}_HOST": "0.0.0.0",
+            f"PAYRAIL_{prefix}_METRICS_PORT": "0",
+            f"PAYRAIL_{prefix}_PG_POOL_MAX": "3",
+            "PAYRAIL_PG_DSN": "postgresql://x@db/payrail",
+            "PAYRAIL_SHUTDOWN_GRACE_S": "4",
+            "PAYRAIL_LOG_LEVEL": "DEBUG",
+        }
+    )
+    assert (settings.port, settings.host, settings.metrics_port) == (7001, "0.0.0.0", 0)
+    assert (settings.pg_pool_max, settings.pg_dsn) == (3, "postgresql://x@db/payrail")
+    assert (settings.shutdown_grace_s, settings.log_level) == (4, "DEBUG")
