@@ -77,6 +77,10 @@ up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) deploy/local/stack.sh up
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
 	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint
+	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap
+	@for gw in json soap; do $(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-$$gw --format $$gw \
+	    --priority $$([ $$gw = json ] && echo 10 || echo 5) \
+	    --public-key-file .data/keys/sandbox-$$gw.x25519.pub --secret-file .data/keys/sandbox-$$gw.secret; done
 	@$(DEV_ENV) deploy/local/services.sh up
 	@echo
 	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053)"

@@ -1,12 +1,15 @@
-"""consumer_svc's composition root. The consumer groups arrive with the processing issue;
-today it serves health (Kafka and PostgreSQL probed) so deployments can already wire it."""
+"""consumer_svc's composition root: pools, Kafka clients, the consumer groups, health."""
 
 from __future__ import annotations
 
 import asyncpg
+import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer_svc.config import Settings
-from payrail_common.dependencies import KafkaCheck, postgres_check
+from consumer_svc.processor import EVENTS_TOPIC, ConsumerLoop, Processor
+from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common.dependencies import KafkaCheck, grpc_health_check, postgres_check
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.probes import DependencyMonitor, Probe
 
@@ -21,15 +24,61 @@ async def build(settings: Settings) -> ServerHandle:
         command_timeout=10,
     )
     kafka = KafkaCheck(settings.kafka_bootstrap)
+    channel = grpc.aio.insecure_channel(settings.payment_target)
     handle = create_server(host=settings.host, port=settings.port, registrars=[], service_names=())
     monitor = DependencyMonitor(
-        handle.health, [Probe("postgres", postgres_check(pool)), Probe("kafka", kafka)]
+        handle.health,
+        [
+            Probe("postgres", postgres_check(pool)),
+            Probe("kafka", kafka),
+            Probe("payment_svc", grpc_health_check(channel)),
+        ],
     )
-    handle.on_stop.extend([pool.close, kafka.close])
+
+    async def close_channel() -> None:
+        await channel.close()
+
+    handle.on_stop.extend([pool.close, kafka.close, close_channel])
     try:
         await monitor.wait_ready(("postgres", "kafka"), settings.startup_timeout_s)
     except TimeoutError:
         await handle.stop(0)
         raise
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        request_timeout_ms=10_000,
+        client_id="payrail-processor",
+    )
+    consumer = AIOKafkaConsumer(
+        EVENTS_TOPIC,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.processor_group,
+        client_id="payrail-processor",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=300_000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+    )
+    await producer.start()
+    await consumer.start()
+    processor = Processor(
+        ops_stub=payment_ops_pb2_grpc.PaymentOpsServiceStub(channel),
+        producer=producer,
+        pool=pool,
+        group=settings.processor_group,
+    )
+    loop = ConsumerLoop(
+        consumer=consumer,
+        producer=producer,
+        handler=processor.handle,
+        group=settings.processor_group,
+    )
+    loop.start()
+    # on_stop runs last-in first-out: stop consuming, then leave the group, then flush.
+    handle.on_stop.extend([producer.stop, consumer.stop, loop.stop])
     handle.monitor = monitor
     return handle

@@ -18,6 +18,10 @@ class Settings:
     # Prometheus /metrics port; 0 disables the endpoint.
     metrics_port: int = 9453
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Internal address of payment_svc (PaymentOpsService).
+    payment_target: str = "127.0.0.1:50052"
+    # Kafka consumer group of the processing pipeline (one per deployment).
+    processor_group: str = "payrail-processor"
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
     pg_pool_max: int = 10
     startup_timeout_s: int = 30
@@ -30,4 +34,6 @@ class Settings:
         return cls(
             **service_fields("CONSUMER", d, env),
             kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
+            payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
+            processor_group=env_str("PAYRAIL_PROCESSOR_GROUP", d.processor_group, env),
         )

@@ -7,15 +7,20 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from payment_svc.adapters.gateway_crypto import SdkGatewayCrypto
 from payment_svc.adapters.outbox_relay import OutboxRelay
 from payment_svc.adapters.postgres import PostgresPaymentRepository
+from payment_svc.adapters.processing import PostgresProcessingRepository
 from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
-from payment_svc.api.servicers import CallbackServicer, PaymentServicer
+from payment_svc.api.ops import CallbackServicer, PaymentOpsServicer
+from payment_svc.api.servicers import PaymentServicer
 from payment_svc.config import Settings
 from payment_svc.domain.money import AmountLimits, select_currencies
 from payment_svc.service.payments import Payments
+from payment_svc.service.processing import Processing
 from payment_svc.vault import CardVault
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
+from payrail.internal.v1 import payment_ops_pb2, payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2, payments_pb2_grpc
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.config import ConfigError
@@ -27,7 +32,8 @@ from payrail_common.tokens import KeyRing, TokenPolicy, parse_key_spec
 
 PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
-SERVICE_NAMES = (PAYMENTS.full_name, CALLBACKS.full_name)
+OPS = payment_ops_pb2.DESCRIPTOR.services_by_name["PaymentOpsService"]
+SERVICE_NAMES = (PAYMENTS.full_name, CALLBACKS.full_name, OPS.full_name)
 
 
 def build_vault(settings: Settings) -> CardVault:
@@ -44,7 +50,9 @@ def build_vault(settings: Settings) -> CardVault:
         raise ConfigError(f"card vault: {exc}") from None
 
 
-def build_payments(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> Payments:
+def build_payments(
+    settings: Settings, pool: asyncpg.Pool, redis: Redis, vault: CardVault, cache: RedisPaymentCache
+) -> Payments:
     try:
         currencies = select_currencies(
             code.strip() for code in settings.supported_currencies.split(",") if code.strip()
@@ -53,9 +61,9 @@ def build_payments(settings: Settings, pool: asyncpg.Pool, redis: Redis) -> Paym
         raise ConfigError(f"PAYRAIL_SUPPORTED_CURRENCIES: {exc}") from None
     return Payments(
         repository=PostgresPaymentRepository(pool),
-        cache=RedisPaymentCache(redis, ttl_s=settings.payment_cache_ttl_s),
+        cache=cache,
         cvcs=RedisCvcStore(redis, ttl_s=settings.cvc_ttl_s),
-        vault=build_vault(settings),
+        vault=vault,
         currencies=currencies,
         limits=AmountLimits(),
     )
@@ -84,7 +92,16 @@ async def build(settings: Settings) -> ServerHandle:
         socket_connect_timeout=1.0,
         health_check_interval=30,
     )
-    payments = build_payments(settings, pool, redis)
+    vault = build_vault(settings)
+    cache = RedisPaymentCache(redis, ttl_s=settings.payment_cache_ttl_s)
+    payments = build_payments(settings, pool, redis, vault, cache)
+    processing = Processing(
+        repository=PostgresProcessingRepository(pool),
+        vault=vault,
+        cvcs=RedisCvcStore(redis, ttl_s=settings.cvc_ttl_s),
+        crypto=SdkGatewayCrypto(),
+        cache=cache,
+    )
     # Publishes what CreatePayment and every state change wrote to the outbox; several
     # payment_svc processes may each run one.
     relay = OutboxRelay(
@@ -98,7 +115,10 @@ async def build(settings: Settings) -> ServerHandle:
                 PaymentServicer(payments), s
             ),
             lambda s: callbacks_pb2_grpc.add_CallbackServiceServicer_to_server(
-                CallbackServicer(), s
+                CallbackServicer(processing), s
+            ),
+            lambda s: payment_ops_pb2_grpc.add_PaymentOpsServiceServicer_to_server(
+                PaymentOpsServicer(processing), s
             ),
         ],
         service_names=SERVICE_NAMES,

@@ -24,6 +24,8 @@ SERVICES=(
 	"gateway_svc:gateway_svc:PAYRAIL_GATEWAY_PORT:50051"
 	"payment_svc:payment_svc:PAYRAIL_PAYMENT_PORT:50052"
 	"consumer_svc:consumer_svc:PAYRAIL_CONSUMER_PORT:50053"
+	"sandbox_json:sandbox_gateways.json_gateway:PAYRAIL_SANDBOX_JSON_PORT:50061"
+	"sandbox_soap:sandbox_gateways.soap_gateway:PAYRAIL_SANDBOX_SOAP_PORT:50062"
 )
 
 DATA=$(abs_path "${PAYRAIL_DATA_DIR:-$ROOT/.data}")

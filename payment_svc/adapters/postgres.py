@@ -39,7 +39,7 @@ from payment_svc.service.ports import (
 EVENTS_TOPIC = "payments.events"
 STATUS_TOPIC = "payments.status"
 
-_COLUMNS = (
+PAYMENT_COLUMNS = (
     "id, user_id, kind, status, funding_source, currency_code, amount_minor, description,"
     " card_brand, card_masked, card_exp_month, card_exp_year, merchant, failure_code,"
     " failure_message, version, create_time, update_time"
@@ -182,7 +182,7 @@ class PostgresPaymentRepository:
                     raise InsufficientFunds(view.amount.currency_code)
             card = view.card
             await conn.execute(
-                f"INSERT INTO payments.payments ({_COLUMNS}) VALUES"  # noqa: S608 - constant
+                f"INSERT INTO payments.payments ({PAYMENT_COLUMNS}) VALUES"  # noqa: S608 - constant
                 " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
                 " $17, $18)",
                 payment_id,
@@ -248,7 +248,7 @@ class PostgresPaymentRepository:
         if uid is None or pid is None:
             return None
         row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
+            f"SELECT {PAYMENT_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
             " WHERE id = $1 AND user_id = $2",
             pid,
             uid,
@@ -279,7 +279,7 @@ class PostgresPaymentRepository:
             args.append(kind.value)
             where.append(f"kind = ${len(args)}")
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM payments.payments WHERE {' AND '.join(where)}"  # noqa: S608
+            f"SELECT {PAYMENT_COLUMNS} FROM payments.payments WHERE {' AND '.join(where)}"  # noqa: S608
             " ORDER BY create_time DESC, id DESC LIMIT $2",
             *args,
         )
@@ -291,7 +291,7 @@ class PostgresPaymentRepository:
             raise NotFound("payment")
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
+                f"SELECT {PAYMENT_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
                 " WHERE id = $1 AND user_id = $2 FOR UPDATE",
                 pid,
                 uid,

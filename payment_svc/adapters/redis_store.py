@@ -74,10 +74,25 @@ def _decode(raw: bytes | str) -> PaymentView:
     )
 
 
+# SET only when the cached copy is older (by version) or absent; atomic in Redis.
+_PUT_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and tonumber(decoded['version']) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+
 class RedisPaymentCache:
     def __init__(self, client: Redis, *, ttl_s: int) -> None:
         self._client = client
         self._ttl_s = ttl_s
+        self._put_newer = client.register_script(_PUT_NEWER)
 
     async def get(self, payment_id: str) -> PaymentView | None:
         try:
@@ -93,17 +108,18 @@ class RedisPaymentCache:
         return _decode(raw)
 
     async def put(self, view: PaymentView) -> None:
+        """Store the view unless the cache already holds this version or a newer one.
+
+        Both the read path (filling a miss) and every status change (writing through)
+        use it, so a slow reader can never put an older state over a newer one.
+        """
         try:
-            await self._client.set(_payment_key(view.payment_id), _encode(view), ex=self._ttl_s)
+            await self._put_newer(
+                keys=[_payment_key(view.payment_id)],
+                args=[_encode(view), view.version, self._ttl_s],
+            )
         except RedisError as exc:
             log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
-
-    async def invalidate(self, payment_id: str) -> None:
-        try:
-            await self._client.delete(_payment_key(payment_id))
-        except RedisError as exc:
-            # A stale entry would outlive the change: the TTL bounds how long.
-            log.warning("payment cache invalidation failed", extra={"error": type(exc).__name__})
 
 
 class RedisCvcStore:
@@ -118,3 +134,16 @@ class RedisCvcStore:
             {"k": sealed.key_id, "n": sealed.nonce.hex(), "c": sealed.ciphertext.hex()}
         )
         await self._client.set(f"cvc:{payment_id}", value, ex=self._ttl_s)
+
+    async def take(self, payment_id: str) -> SealedCvc | None:
+        """Read and delete (GETDEL): a CVC serves one dispatch at most. A Redis outage
+        reads as "no CVC": the dispatch goes on without one."""
+        try:
+            raw = await self._client.getdel(f"cvc:{payment_id}")
+        except RedisError as exc:
+            log.warning("cvc store unavailable", extra={"error": type(exc).__name__})
+            return None
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return SealedCvc(data["k"], bytes.fromhex(data["n"]), bytes.fromhex(data["c"]))

@@ -8,11 +8,13 @@ from typing import Any
 import grpc
 
 from payment_svc.domain.errors import (
+    CallbackRejected,
     DomainError,
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidTransition,
     NotFound,
+    ResultConflict,
     ValidationFailed,
 )
 from payrail_common.rpcerrors import abort, error_boundary
@@ -53,6 +55,22 @@ async def abort_for(context: Any, error: DomainError) -> None:
             grpc.StatusCode.FAILED_PRECONDITION,
             f"not possible for a payment in status {error.current}",
             reason="PAYMENT_STATUS_CONFLICT",
+            metadata={"status": error.current},
+        )
+    if isinstance(error, CallbackRejected):
+        log.warning("callback rejected", extra={"detail": error.detail})
+        await abort(
+            context,
+            grpc.StatusCode.UNAUTHENTICATED,
+            "callback signature, timestamp or gateway not accepted",
+            reason=error.reason,
+        )
+    if isinstance(error, ResultConflict):
+        await abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"the payment is already {error.current}; this result conflicts with it",
+            reason=error.reason,
             metadata={"status": error.current},
         )
     log.error("unmapped domain error", extra={"reason": error.reason})

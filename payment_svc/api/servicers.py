@@ -22,7 +22,6 @@ from payment_svc.proto_mapping import (
 )
 from payment_svc.service.payments import Payments
 from payment_svc.service.ports import PageCursor
-from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.authn import current_principal
@@ -136,10 +135,3 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
                 for b in balances
             ]
         )
-
-
-class CallbackServicer(callbacks_pb2_grpc.CallbackServiceServicer):
-    async def ReportResult(
-        self, request: callbacks_pb2.ReportResultRequest, context: Any
-    ) -> callbacks_pb2.ReportResultResponse:
-        await abort_unimplemented(context, "ReportResult")

@@ -90,3 +90,24 @@ __all__ = [
     "NotFound",
     "ValidationFailed",
 ]
+
+
+class CallbackRejected(DomainError):
+    """A gateway callback failed authentication: unknown gateway, bad, missing or stale
+    signature. ``detail`` is for logs only; the client hears one generic message."""
+
+    reason = "CALLBACK_REJECTED"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("callback rejected")
+        self.detail = detail
+
+
+class ResultConflict(DomainError):
+    """A gateway reported an outcome that contradicts the payment's final state."""
+
+    reason = "RESULT_CONFLICT"
+
+    def __init__(self, current: str) -> None:
+        super().__init__(f"the payment is already {current}")
+        self.current = current

@@ -173,7 +173,7 @@ class Payments:
 
     async def cancel(self, user_id: str, payment_id: str) -> PaymentView:
         view = await self._repository.cancel(user_id, payment_id, self._clock())
-        await self._cache.invalidate(payment_id)
+        await self._cache.put(view)  # write-through: the newer version replaces the old
         return view
 
     async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]:

@@ -104,13 +104,13 @@ class PaymentRepository(Protocol):
 
 
 class PaymentCache(Protocol):
-    """Cache-aside for GetPayment; every method degrades to a no-op when Redis is down."""
+    """Cache-aside for GetPayment, written through on every status change; every method
+    degrades to a no-op when Redis is down."""
 
     async def get(self, payment_id: str) -> PaymentView | None: ...
 
-    async def put(self, view: PaymentView) -> None: ...
-
-    async def invalidate(self, payment_id: str) -> None: ...
+    async def put(self, view: PaymentView) -> None:
+        """Store unless a copy of the same or a newer version is cached."""
 
 
 class CvcStore(Protocol):

@@ -3,16 +3,19 @@ runs them, on free ports, against the real test stack, with their logs in files.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import ROOT, JwtKeys, StackEnv, free_port
@@ -46,12 +49,86 @@ def wait_serving(svc: Running) -> None:
             time.sleep(0.2)
 
 
+def skip_old_events(bootstrap: str, group: str) -> None:
+    """Start this module's (new, memberless) processor group at the end of payments.events.
+
+    The test stack outlives single tests (KEEP_STACK=1) and other modules leave events
+    behind; this module's assertions are about its own payments, so its processor starts
+    from now instead of working through someone else's backlog first.
+    """
+
+    async def commit_end() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            partitions = [TopicPartition("payments.events", p) for p in range(6)]
+            consumer.assign(partitions)
+            end = await consumer.end_offsets(partitions)
+            await consumer.commit({tp: offset for tp, offset in end.items()})
+        finally:
+            await consumer.stop()
+
+    asyncio.run(commit_end())
+
+
+def register_sandbox_gateways(env: dict[str, str], keys: Path) -> None:
+    """Fresh keys for both sandbox gateways, registered with the registry CLI."""
+
+    def run(*args: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    run("sandbox_gateways.keys", "--dir", str(keys), "sandbox-json", "sandbox-soap")
+    for fmt, priority in (("json", "10"), ("soap", "5")):
+        run(
+            "payment_svc.gateways",
+            "add",
+            f"sandbox-{fmt}",
+            "--format",
+            fmt,
+            "--priority",
+            priority,
+            "--timeout-s",
+            "30",
+            "--public-key-file",
+            str(keys / f"sandbox-{fmt}.x25519.pub"),
+            "--secret-file",
+            str(keys / f"sandbox-{fmt}.secret"),
+        )
+
+
+@pytest.fixture(scope="module")
+def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the sandbox gateways' keys and callback secrets are, for this module."""
+    return tmp_path_factory.mktemp("gateway-keys")
+
+
 @pytest.fixture(scope="module")
 def services(  # one set of processes per test module
-    stack: StackEnv, jwt_keys: JwtKeys, tmp_path_factory: pytest.TempPathFactory
+    stack: StackEnv,
+    jwt_keys: JwtKeys,
+    gateway_keys: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Running]]:
     logs = tmp_path_factory.mktemp("logs")
-    ports = {name: free_port() for name in ("gateway", "payment", "consumer")}
+    modules = {
+        "payment": "payment_svc",
+        "gateway": "gateway_svc",
+        "consumer": "consumer_svc",
+        "sandbox_json": "sandbox_gateways.json_gateway",
+        "sandbox_soap": "sandbox_gateways.soap_gateway",
+    }
+    ports = {name: free_port() for name in modules}
     env = {
         **os.environ,
         "PAYRAIL_PG_DSN": stack.pg_dsn,
@@ -71,13 +148,21 @@ def services(  # one set of processes per test module
         "PAYRAIL_VAULT_KEYS": jwt_keys.vault_spec,
         "PAYRAIL_VAULT_ACTIVE_KEY": jwt_keys.kid,
         "PAYRAIL_VAULT_FINGERPRINT_KEY": str(jwt_keys.fingerprint_key_path),
+        "PAYRAIL_SANDBOX_KEYS_DIR": str(gateway_keys),
+        "PAYRAIL_SANDBOX_JSON_PORT": str(ports["sandbox_json"]),
+        "PAYRAIL_SANDBOX_SOAP_PORT": str(ports["sandbox_soap"]),
+        "PAYRAIL_CALLBACK_TARGET": f"127.0.0.1:{ports['gateway']}",
+        # A group of this module's own, so nothing of another module's is in its way.
+        "PAYRAIL_PROCESSOR_GROUP": f"payrail-processor-{uuid.uuid4().hex[:8]}",
     }
+    register_sandbox_gateways(env, gateway_keys)
+    skip_old_events(stack.kafka_bootstrap, env["PAYRAIL_PROCESSOR_GROUP"])
     running: list[Running] = []
-    for name in ("payment", "gateway", "consumer"):
+    for name, module in modules.items():
         log_path = logs / f"{name}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"{name}_svc"],
+                [sys.executable, "-m", module],
                 cwd=ROOT,
                 env=env,
                 stdout=log_file,

@@ -18,11 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from payment_svc.vault import CardVault, SealedCvc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
-from payrail_common.keys import read_secret_file
-from tests.conftest import JwtKeys, StackEnv
+from tests.conftest import StackEnv
 from tests.e2e.conftest import Running
 from tests.helpers import register_and_login
 
@@ -41,7 +39,8 @@ def pan_forms(pan: str) -> list[str]:
 
 
 def values(node: Any) -> Iterator[str]:
-    """Every scalar inside a decoded JSON document, as text."""
+    """Every key and string inside a decoded JSON document. Numbers are left out: a
+    serial id or an amount may equal a CVC's digits by chance, a stored CVC is text."""
     if isinstance(node, dict):
         for key, value in node.items():
             yield str(key)
@@ -49,8 +48,8 @@ def values(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from values(item)
-    elif node is not None:
-        yield str(node)
+    elif isinstance(node, str):
+        yield node
 
 
 async def database_rows(dsn: str) -> list[str]:
@@ -94,7 +93,7 @@ async def topic_messages(bootstrap: str, topic: str, partition_count: int = 6) -
 
 
 async def test_no_pan_or_cvc_in_database_kafka_redis_or_logs(
-    services: list[Running], stack: StackEnv, jwt_keys: JwtKeys
+    services: list[Running], stack: StackEnv
 ) -> None:
     gateway = next(s for s in services if s.name == "gateway")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
@@ -153,26 +152,21 @@ async def test_no_pan_or_cvc_in_database_kafka_redis_or_logs(
         AMEX_CVC.encode() in m.split(b"|", 1)[1] for m in messages if created[1].encode() in m
     )
 
-    # Redis holds the CVC only sealed: it opens with the vault, and only for its payment.
+    # Redis: no card number anywhere, and the CVC, held only sealed until the dispatch
+    # used it (tests/integration/test_payments.py opens a sealed one), is gone after it.
     redis = Redis.from_url(stack.redis_url)
     try:
-        raw = await redis.get(f"cvc:{created[1]}")
+        for _ in range(100):
+            if await redis.get(f"cvc:{created[1]}") is None:
+                break
+            await asyncio.sleep(0.2)
+        leftover = await redis.get(f"cvc:{created[1]}")
         keys = [k async for k in redis.scan_iter(count=1000)]
         stored = [await redis.get(k) for k in keys if (await redis.type(k)) == b"string"]
     finally:
         await redis.aclose()
-    assert raw is not None
-    sealed_json = json.loads(raw)
-    assert AMEX_CVC not in sealed_json.values()
-    vault = CardVault(
-        {jwt_keys.kid: read_secret_file(jwt_keys.vault_key_path)},
-        active_key_id=jwt_keys.kid,
-        fingerprint_key=read_secret_file(jwt_keys.fingerprint_key_path),
-    )
-    sealed = SealedCvc(
-        sealed_json["k"], bytes.fromhex(sealed_json["n"]), bytes.fromhex(sealed_json["c"])
-    )
-    assert vault.open_cvc(sealed, created[1]).reveal() == AMEX_CVC
+    assert leftover is None, "the CVC outlived its dispatch"
     for value in stored:
         for form in forms:
             assert form.encode() not in (value or b""), "PAN in Redis"
+        assert b'"' + AMEX_CVC.encode() + b'"' not in (value or b""), "CVC in Redis"

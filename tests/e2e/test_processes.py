@@ -52,6 +52,8 @@ def test_sigterm_shuts_down_gracefully_with_json_logs(services: list[Running]) -
         svc.process.send_signal(signal.SIGTERM)
     for svc in services:
         assert svc.process.wait(timeout=30) == 0, svc.log_path.read_text()[-3000:]
+        if svc.name.startswith("sandbox"):
+            continue  # the sandbox gateways are SDK users, with plain-text logs
         lines = [
             json.loads(line)
             for line in svc.log_path.read_text().splitlines()

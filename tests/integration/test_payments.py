@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,11 +15,14 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from redis.asyncio import Redis
 
 from gateway_svc import bootstrap as gateway_bootstrap
 from payment_svc import bootstrap as payment_bootstrap
+from payment_svc.vault import CardVault, SealedCvc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
+from payrail_common.keys import read_secret_file
 from tests.conftest import JwtKeys, StackEnv, free_port
 from tests.helpers import User, register_and_login
 from tests.integration.conftest import Platform, gateway_settings, payment_settings
@@ -269,6 +273,30 @@ async def test_luhn_failure_names_card_number(channel: grpc.aio.Channel, user: U
 # ------------------------------------------------------------------ idempotency
 
 
+async def test_the_cvc_is_held_only_sealed_in_redis(
+    channel: grpc.aio.Channel, user: User, stack: StackEnv, jwt_keys: JwtKeys
+) -> None:
+    reply = await stub(channel).CreatePayment(deposit(cvc="719"), metadata=user.metadata, timeout=5)
+    payment_id = reply.payment.payment_id
+    redis = Redis.from_url(stack.redis_url)
+    try:
+        raw = await redis.get(f"cvc:{payment_id}")
+        ttl_s = await redis.ttl(f"cvc:{payment_id}")
+    finally:
+        await redis.aclose()
+    assert raw is not None
+    assert 0 < ttl_s <= 900
+    sealed = json.loads(raw)
+    assert "719" not in sealed.values()
+    vault = CardVault(
+        {jwt_keys.kid: read_secret_file(jwt_keys.vault_key_path)},
+        active_key_id=jwt_keys.kid,
+        fingerprint_key=read_secret_file(jwt_keys.fingerprint_key_path),
+    )
+    cvc = SealedCvc(sealed["k"], bytes.fromhex(sealed["n"]), bytes.fromhex(sealed["c"]))
+    assert vault.open_cvc(cvc, payment_id).reveal() == "719"
+
+
 async def test_same_key_same_request_replays_the_original(
     channel: grpc.aio.Channel, user: User, db: asyncpg.Connection
 ) -> None:
@@ -425,7 +453,7 @@ async def test_cancel_after_dispatch_is_refused(
     assert details(error)[1] == "PAYMENT_STATUS_CONFLICT"
 
 
-async def test_cancel_invalidates_the_cached_payment(channel: grpc.aio.Channel, user: User) -> None:
+async def test_cancel_replaces_the_cached_payment(channel: grpc.aio.Channel, user: User) -> None:
     created = await stub(channel).CreatePayment(deposit(), metadata=user.metadata, timeout=5)
     request = pb.GetPaymentRequest(payment_id=created.payment.payment_id)
     for _ in range(2):  # the second read is served from Redis

@@ -82,7 +82,9 @@ class FakeRepository:
         view = await self.get(user_id, payment_id)
         if view is None:
             raise NotFound("payment")
-        self.payments[payment_id] = replace(view, status=PaymentStatus.CANCELED)
+        self.payments[payment_id] = replace(
+            view, status=PaymentStatus.CANCELED, version=view.version + 1
+        )
         return self.payments[payment_id]
 
     async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]:
@@ -97,10 +99,9 @@ class FakeCache:
         return self.entries.get(payment_id)
 
     async def put(self, view: PaymentView) -> None:
-        self.entries[view.payment_id] = view
-
-    async def invalidate(self, payment_id: str) -> None:
-        self.entries.pop(payment_id, None)
+        current = self.entries.get(view.payment_id)
+        if current is None or current.version < view.version:
+            self.entries[view.payment_id] = view
 
 
 class FakeCvcs:
@@ -196,7 +197,7 @@ async def test_withdrawal_holds_its_amount() -> None:
 
 
 @pytest.mark.asyncio
-async def test_cached_copy_is_ownership_checked_and_invalidated_on_cancel() -> None:
+async def test_cached_copy_is_ownership_checked_and_replaced_on_cancel() -> None:
     payments, _, cache, _ = make()
     pid = (await payments.create(command())).payment.payment_id
     await payments.get(USER, pid)
@@ -204,7 +205,7 @@ async def test_cached_copy_is_ownership_checked_and_invalidated_on_cancel() -> N
     with pytest.raises(NotFound):
         await payments.get("someone-else", pid)
     await payments.cancel(USER, pid)
-    assert pid not in cache.entries
+    assert cache.entries[pid].status is PaymentStatus.CANCELED
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,193 @@
+"""The network half of the SDK: consume your topic, report results, signed.
+
+:class:`GatewayWorker` runs a gateway: it consumes ``gateway.<id>.requests`` in a
+consumer group, decodes each request in the gateway's wire format, opens the sealed card
+with the gateway's private key, calls your ``charge`` function and reports its result
+through ``CallbackService/ReportResult`` with a correct signature. The offset is
+committed only after the result was accepted (or ``charge`` chose not to answer), so a
+crash re-delivers the request; results carry ``event_id = <request_id>/result``, so
+payrail applies a re-delivered result once. Reporting retries transient failures a
+bounded number of times with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+from aiokafka import AIOKafkaConsumer
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from gateway_sdk.formats.base import FormatError, GatewayRequest, GatewayResult, WireFormat
+from gateway_sdk.sealing import CardData, SealingError, unseal_card
+from gateway_sdk.signing import CallbackSecret, signature_metadata
+from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# What a gateway implements: decide on one request. None means "never answer" (the
+# payment then times out at payrail and is re-dispatched or failed by its janitor).
+Charge = Callable[[GatewayRequest, CardData | None], Awaitable[GatewayResult | None]]
+
+_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+def result_for(
+    request: GatewayRequest,
+    *,
+    approved: bool,
+    failure_code: str = "",
+    failure_message: str = "",
+    gateway_reference: str = "",
+) -> GatewayResult:
+    """The result of one request, with the event id payrail de-duplicates on."""
+    return GatewayResult(
+        event_id=f"{request.request_id}/result",
+        payment_id=request.payment_id,
+        outcome="APPROVED" if approved else "DECLINED",
+        failure_code="" if approved else failure_code,
+        failure_message="" if approved else failure_message,
+        gateway_reference=gateway_reference,
+        occur_time=int(time.time()),
+    )
+
+
+class CallbackClient:
+    """Reports results to payrail's CallbackService, signed with the gateway's secrets."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        gateway_id: str,
+        wire_format: WireFormat,
+        secrets: Sequence[CallbackSecret],
+        timeout_s: float = 5.0,
+        attempts_max: int = 5,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self._stub = callbacks_pb2_grpc.CallbackServiceStub(channel)
+        self._gateway_id = gateway_id
+        self._format = wire_format
+        self._secrets = tuple(secrets)
+        self._timeout_s = timeout_s
+        self._attempts_max = attempts_max
+        self._backoff_max_s = backoff_max_s
+
+    async def report(self, result: GatewayResult) -> callbacks_pb2.ReportResultResponse:
+        payload = self._format.encode_result(result)
+        request = callbacks_pb2.ReportResultRequest(gateway_id=self._gateway_id, payload=payload)
+        for attempt in range(1, self._attempts_max + 1):
+            # A fresh timestamp per try: a retry after a pause must not arrive stale.
+            metadata = signature_metadata(payload, self._secrets, timestamp=int(time.time()))
+            try:
+                reply: callbacks_pb2.ReportResultResponse = await self._stub.ReportResult(
+                    request, metadata=metadata, timeout=self._timeout_s
+                )
+                return reply
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in _RETRYABLE or attempt == self._attempts_max:
+                    raise
+                delay = min(self._backoff_max_s, 0.2 * 2 ** (attempt - 1))
+                await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")
+
+
+class GatewayWorker:
+    """Consumes a gateway's request topic and reports each outcome."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        wire_format: WireFormat,
+        private_key: X25519PrivateKey,
+        callbacks: CallbackClient,
+        charge: Charge,
+        seen_max: int = 10_000,
+    ) -> None:
+        self._consumer = consumer
+        self._format = wire_format
+        self._key = private_key
+        self._callbacks = callbacks
+        self._charge = charge
+        # Recently answered request ids: a re-delivered request is answered once (payrail
+        # would drop the duplicate result anyway; this saves the provider a second charge).
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_max = seen_max
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000, max_records=50)
+            for tp, records in batches.items():
+                outcomes = await asyncio.gather(
+                    *(self.handle(r.value) for r in records), return_exceptions=True
+                )
+                failed = [o for o in outcomes if isinstance(o, BaseException)]
+                if failed:
+                    # Not committed: read the batch again after a pause; requests already
+                    # answered are skipped, the rest retried.
+                    log.error(
+                        "batch not fully handled; retrying",
+                        extra={"error": type(failed[0]).__name__},
+                    )
+                    self._consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(1.0)
+                    continue
+                await self._consumer.commit({tp: records[-1].offset + 1})
+
+    async def handle(self, raw: bytes) -> None:
+        try:
+            request = self._format.decode_request(raw)
+        except FormatError as exc:
+            log.error("undecodable request dropped", extra={"reason": exc.reason})
+            return
+        if request.request_id in self._seen:
+            return
+        card: CardData | None = None
+        if request.sealed_card is not None:
+            try:
+                card = unseal_card(self._key, request.sealed_card, payment_id=request.payment_id)
+            except SealingError:
+                log.error("card could not be unsealed", extra={"payment_id": request.payment_id})
+                await self._callbacks.report(
+                    result_for(
+                        request,
+                        approved=False,
+                        failure_code="card_unreadable",
+                        failure_message="the card could not be opened by the gateway",
+                    )
+                )
+                self._remember(request.request_id)
+                return
+        result = await self._charge(request, card)
+        if result is not None:
+            try:
+                await self._callbacks.report(result)
+            except grpc.aio.AioRpcError as error:
+                # FAILED_PRECONDITION: payrail already holds another final outcome.
+                log.error(
+                    "result not accepted",
+                    extra={"payment_id": request.payment_id, "code": error.code().name},
+                )
+        self._remember(request.request_id)
+
+    def _remember(self, request_id: str) -> None:
+        self._seen[request_id] = None
+        while len(self._seen) > self._seen_max:
+            self._seen.popitem(last=False)
+
+
+__all__ = ["CallbackClient", "Charge", "GatewayWorker", "result_for"]

@@ -1,0 +1,125 @@
+"""Double-entry ledger postings, inside the caller's transaction.
+
+Every journal entry's postings sum to zero per currency. Wallets belong to users; the
+EXTERNAL account stands for the card networks (money entering or leaving payrail), and
+MERCHANTS for what payrail owes merchants. A hold never moves money: it only reserves a
+wallet's available balance until the payment settles (posted) or fails (released).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from payment_svc.adapters.postgres import release_hold
+from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
+from payment_svc.service.ports import PaymentView
+
+
+async def system_account(conn: asyncpg.Connection, purpose: str, currency_code: str) -> int:
+    await conn.execute(
+        "INSERT INTO payments.ledger_accounts (owner_user_id, purpose, currency_code)"
+        " VALUES (NULL, $1, $2) ON CONFLICT DO NOTHING",
+        purpose,
+        currency_code,
+    )
+    account_id: int = await conn.fetchval(
+        "SELECT id FROM payments.ledger_accounts"
+        " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2",
+        purpose,
+        currency_code,
+    )
+    return account_id
+
+
+async def wallet_account(conn: asyncpg.Connection, user_id: uuid.UUID, currency_code: str) -> int:
+    await conn.execute(
+        "INSERT INTO payments.ledger_accounts (owner_user_id, purpose, currency_code)"
+        " VALUES ($1, 'WALLET', $2) ON CONFLICT DO NOTHING",
+        user_id,
+        currency_code,
+    )
+    account_id: int = await conn.fetchval(
+        "SELECT id FROM payments.ledger_accounts"
+        " WHERE owner_user_id = $1 AND purpose = 'WALLET' AND currency_code = $2 FOR UPDATE",
+        user_id,
+        currency_code,
+    )
+    return account_id
+
+
+async def post_entry(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    description: str,
+    postings: list[tuple[int, int]],
+) -> None:
+    """One journal entry; refuses postings that do not sum to zero."""
+    if sum(amount for _, amount in postings) != 0:
+        raise ValueError("a journal entry must sum to zero")
+    entry_id = await conn.fetchval(
+        "INSERT INTO payments.journal_entries (payment_id, description) VALUES ($1, $2)"
+        " RETURNING id",
+        payment_id,
+        description,
+    )
+    for account_id, amount in postings:
+        await conn.execute(
+            "INSERT INTO payments.postings (entry_id, account_id, amount_minor)"
+            " VALUES ($1, $2, $3)",
+            entry_id,
+            account_id,
+            amount,
+        )
+        await conn.execute(
+            "UPDATE payments.ledger_accounts SET balance_minor = balance_minor + $2 WHERE id = $1",
+            account_id,
+            amount,
+        )
+
+
+async def settle(conn: asyncpg.Connection, view: PaymentView) -> None:
+    """Post the ledger for a payment that just became COMPLETED or FAILED."""
+    payment_id = uuid.UUID(view.payment_id)
+    if view.status is not PaymentStatus.COMPLETED:
+        await release_hold(conn, payment_id)
+        return
+    amount = view.amount.amount_minor
+    currency = view.amount.currency_code
+    user_id = uuid.UUID(view.user_id)
+    external = await system_account(conn, "EXTERNAL", currency)
+    if view.kind is PaymentKind.DEPOSIT:
+        wallet = await wallet_account(conn, user_id, currency)
+        await post_entry(conn, payment_id, "deposit", [(external, -amount), (wallet, amount)])
+        return
+    wallet_funded = view.kind is PaymentKind.WITHDRAWAL or (
+        view.funding_source is FundingSource.WALLET
+    )
+    if wallet_funded:
+        hold = await conn.fetchrow(
+            "UPDATE payments.holds SET status = 'POSTED', update_time = now()"
+            " WHERE payment_id = $1 AND status = 'ACTIVE' RETURNING account_id, amount_minor",
+            payment_id,
+        )
+        if hold is None:
+            raise RuntimeError("a wallet-funded payment settled without an active hold")
+        await conn.execute(
+            "UPDATE payments.ledger_accounts SET held_minor = held_minor - $2 WHERE id = $1",
+            hold["account_id"],
+            hold["amount_minor"],
+        )
+        counterpart = (
+            external
+            if view.kind is PaymentKind.WITHDRAWAL
+            else await system_account(conn, "MERCHANTS", currency)
+        )
+        await post_entry(
+            conn,
+            payment_id,
+            view.kind.value.lower(),
+            [(hold["account_id"], -amount), (counterpart, amount)],
+        )
+        return
+    merchants = await system_account(conn, "MERCHANTS", currency)
+    await post_entry(conn, payment_id, "card purchase", [(external, -amount), (merchants, amount)])

@@ -1,0 +1,239 @@
+"""Processing over PostgreSQL: the gateway registry, dispatch, failures and gateway
+results with settlement. Each call is one transaction and idempotent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from payment_svc.adapters.ledger import settle
+from payment_svc.adapters.postgres import (
+    PAYMENT_COLUMNS,
+    announce_status_change,
+    view_from_row,
+)
+from payment_svc.domain.errors import NotFound, ResultConflict
+from payment_svc.domain.status import TERMINAL, PaymentStatus, can_transition, next_version
+from payment_svc.service.ports import PaymentView
+from payment_svc.service.processing_ports import AppliedResult, DispatchRecord, GatewayView
+from payment_svc.vault import SealedPan
+
+_GATEWAY_COLUMNS = (
+    "id, wire_format, topic, kinds, currency_codes, priority, callback_timeout_seconds, public_key"
+)
+
+
+def _gateway(row: asyncpg.Record) -> GatewayView:
+    return GatewayView(
+        gateway_id=row["id"],
+        wire_format=row["wire_format"],
+        topic=row["topic"],
+        kinds=tuple(row["kinds"]),
+        currency_codes=tuple(row["currency_codes"]),
+        priority=row["priority"],
+        callback_timeout_s=row["callback_timeout_seconds"],
+        public_key=bytes(row["public_key"]),
+    )
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("payment") from None
+
+
+async def _locked_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> PaymentView:
+    row = await conn.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM payments.payments WHERE id = $1 FOR UPDATE",  # noqa: S608
+        payment_id,
+    )
+    if row is None:
+        raise NotFound("payment")
+    return view_from_row(row)
+
+
+async def transition(
+    conn: asyncpg.Connection,
+    current: PaymentView,
+    target: PaymentStatus,
+    now: datetime,
+    *,
+    failure_code: str = "",
+    failure_message: str = "",
+) -> PaymentView:
+    """Change status (version + 1), settle or release funds, announce it; one transaction."""
+    updated = replace(
+        current,
+        status=target,
+        version=next_version(current.status, target, current.version),
+        failure_code=failure_code,
+        failure_message=failure_message,
+        update_time=now,
+    )
+    await conn.execute(
+        "UPDATE payments.payments SET status = $2, version = $3, failure_code = $4,"
+        " failure_message = $5, update_time = $6 WHERE id = $1",
+        uuid.UUID(current.payment_id),
+        target.value,
+        updated.version,
+        failure_code,
+        failure_message,
+        now,
+    )
+    if target in TERMINAL:
+        await settle(conn, updated)
+    await announce_status_change(conn, updated, current.status)
+    return updated
+
+
+class PostgresProcessingRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def list_gateways(self) -> Sequence[GatewayView]:
+        rows = await self._pool.fetch(
+            f"SELECT {_GATEWAY_COLUMNS} FROM payments.gateways"  # noqa: S608 - constant
+            " WHERE enabled ORDER BY priority DESC, id"
+        )
+        return [_gateway(r) for r in rows]
+
+    async def gateway_secrets(self, gateway_id: str) -> Sequence[bytes] | None:
+        rows = await self._pool.fetch(
+            "SELECT s.secret FROM payments.gateway_secrets s"
+            " JOIN payments.gateways g ON g.id = s.gateway_id"
+            " WHERE s.gateway_id = $1 AND s.active AND g.enabled",
+            gateway_id,
+        )
+        return [bytes(r["secret"]) for r in rows] or None
+
+    async def gateway_format(self, gateway_id: str) -> str | None:
+        fmt: str | None = await self._pool.fetchval(
+            "SELECT wire_format FROM payments.gateways WHERE id = $1", gateway_id
+        )
+        return fmt
+
+    async def begin_dispatch(
+        self, payment_id: str, gateway_id: str, now: datetime
+    ) -> DispatchRecord:
+        pid = _uuid(payment_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await _locked_payment(conn, pid)
+            row = await conn.fetchrow(
+                f"SELECT {_GATEWAY_COLUMNS} FROM payments.gateways"  # noqa: S608
+                " WHERE id = $1 AND enabled",
+                gateway_id,
+            )
+            if row is None:
+                raise NotFound("gateway")
+            gateway = _gateway(row)
+            dispatch = await conn.fetchrow(
+                "SELECT gateway_id, attempt, callback_deadline FROM payments.dispatches"
+                " WHERE payment_id = $1",
+                pid,
+            )
+            if current.status is PaymentStatus.PENDING:
+                deadline = now + timedelta(seconds=gateway.callback_timeout_s)
+                await conn.execute(
+                    "INSERT INTO payments.dispatches"
+                    " (payment_id, gateway_id, attempt, callback_deadline)"
+                    " VALUES ($1, $2, 1, $3)",
+                    pid,
+                    gateway_id,
+                    deadline,
+                )
+                updated = await transition(conn, current, PaymentStatus.PROCESSING, now)
+                attempt = 1
+            elif (
+                current.status is PaymentStatus.PROCESSING
+                and dispatch is not None
+                and dispatch["gateway_id"] == gateway_id
+            ):
+                # A redelivered event: the same dispatch again, nothing changes.
+                updated, attempt, deadline = (
+                    current,
+                    dispatch["attempt"],
+                    dispatch["callback_deadline"],
+                )
+            else:
+                return DispatchRecord(current, gateway, 0, None, None, dispatch=False)
+            card = await conn.fetchrow(
+                "SELECT key_id, nonce, ciphertext FROM payments.cards WHERE payment_id = $1",
+                pid,
+            )
+        sealed = (
+            None
+            if card is None
+            else SealedPan(card["key_id"], bytes(card["nonce"]), bytes(card["ciphertext"]))
+        )
+        return DispatchRecord(updated, gateway, attempt, deadline, sealed, dispatch=True)
+
+    async def fail(
+        self, payment_id: str, failure_code: str, failure_message: str, now: datetime
+    ) -> PaymentView:
+        pid = _uuid(payment_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await _locked_payment(conn, pid)
+            if not can_transition(current.status, PaymentStatus.FAILED):
+                return current
+            return await transition(
+                conn,
+                current,
+                PaymentStatus.FAILED,
+                now,
+                failure_code=failure_code,
+                failure_message=failure_message,
+            )
+
+    async def apply_result(
+        self,
+        *,
+        gateway_id: str,
+        event_id: str,
+        payment_id: str,
+        approved: bool,
+        failure_code: str,
+        failure_message: str,
+        now: datetime,
+    ) -> AppliedResult:
+        pid = _uuid(payment_id)
+        outcome = "APPROVED" if approved else "DECLINED"
+        target = PaymentStatus.COMPLETED if approved else PaymentStatus.FAILED
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await _locked_payment(conn, pid)
+            dispatched_to = await conn.fetchval(
+                "SELECT gateway_id FROM payments.dispatches WHERE payment_id = $1", pid
+            )
+            if dispatched_to != gateway_id:
+                # A gateway may only report on payments it was given.
+                raise NotFound("payment")
+            fresh = await conn.fetchval(
+                "INSERT INTO payments.callback_events"
+                " (event_id, gateway_id, payment_id, outcome) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                event_id,
+                gateway_id,
+                pid,
+                outcome,
+            )
+            if not fresh:
+                return AppliedResult(current, duplicate=True)
+            if current.status in TERMINAL:
+                if current.status is target:
+                    return AppliedResult(current, duplicate=True)
+                raise ResultConflict(current.status.value)
+            if current.status is not PaymentStatus.PROCESSING:
+                raise ResultConflict(current.status.value)
+            updated = await transition(
+                conn,
+                current,
+                target,
+                now,
+                failure_code="" if approved else (failure_code or "declined"),
+                failure_message="" if approved else failure_message,
+            )
+            return AppliedResult(updated, duplicate=False)

@@ -1,0 +1,91 @@
+"""payment_svc's internal PaymentOpsService and the public CallbackService.
+
+PaymentOpsService is for consumer_svc only: payment_svc's port is internal and
+gateway_svc never forwards this service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from payment_svc.api.errors import mapped_errors
+from payment_svc.domain.status import PaymentKind
+from payment_svc.proto_mapping import payment_to_pb, timestamp
+from payment_svc.service.processing import Processing
+from payment_svc.service.processing_ports import GatewayView
+from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
+from payrail.internal.v1 import payment_ops_pb2 as ops
+from payrail.internal.v1 import payment_ops_pb2_grpc
+
+SIGNATURE_HEADER = "x-payrail-signature"
+
+
+def gateway_to_pb(gateway: GatewayView) -> ops.Gateway:
+    return ops.Gateway(
+        gateway_id=gateway.gateway_id,
+        wire_format=gateway.wire_format,
+        topic=gateway.topic,
+        kinds=[f"PAYMENT_KIND_{PaymentKind(k).value}" for k in gateway.kinds],
+        currency_codes=list(gateway.currency_codes),
+        priority=gateway.priority,
+        callback_timeout_seconds=gateway.callback_timeout_s,
+    )
+
+
+class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
+    def __init__(self, processing: Processing) -> None:
+        self._processing = processing
+
+    async def ListGateways(
+        self, request: ops.ListGatewaysRequest, context: Any
+    ) -> ops.ListGatewaysResponse:
+        async with mapped_errors(context):
+            gateways = await self._processing.gateways()
+        return ops.ListGatewaysResponse(gateways=[gateway_to_pb(g) for g in gateways])
+
+    async def BeginDispatch(
+        self, request: ops.BeginDispatchRequest, context: Any
+    ) -> ops.BeginDispatchResponse:
+        async with mapped_errors(context):
+            dispatch = await self._processing.begin_dispatch(request.payment_id, request.gateway_id)
+        record = dispatch.record
+        response = ops.BeginDispatchResponse(
+            payment=payment_to_pb(record.payment),
+            attempt=record.attempt,
+            sealed_card=dispatch.sealed_card,
+            dispatch=record.dispatch,
+        )
+        if record.gateway is not None:
+            response.gateway.CopyFrom(gateway_to_pb(record.gateway))
+        if record.callback_deadline is not None:
+            response.callback_deadline.CopyFrom(timestamp(record.callback_deadline))
+        return response
+
+    async def FailPayment(
+        self, request: ops.FailPaymentRequest, context: Any
+    ) -> ops.FailPaymentResponse:
+        async with mapped_errors(context):
+            view = await self._processing.fail(
+                request.payment_id, request.failure_code, request.failure_message
+            )
+        return ops.FailPaymentResponse(payment=payment_to_pb(view))
+
+
+class CallbackServicer(callbacks_pb2_grpc.CallbackServiceServicer):
+    def __init__(self, processing: Processing) -> None:
+        self._processing = processing
+
+    async def ReportResult(
+        self, request: callbacks_pb2.ReportResultRequest, context: Any
+    ) -> callbacks_pb2.ReportResultResponse:
+        header = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == SIGNATURE_HEADER and isinstance(value, str):
+                header = value
+        async with mapped_errors(context):
+            applied = await self._processing.report_result(
+                request.gateway_id, request.payload, header
+            )
+        return callbacks_pb2.ReportResultResponse(
+            payment_id=applied.payment.payment_id, duplicate=applied.duplicate
+        )

@@ -1,0 +1,165 @@
+"""Processing use cases: the registry, dispatch with a sealed card, failures, and
+authenticated gateway results with settlement.
+
+The gateway SDK's primitives (signature verification, result decoding, card sealing)
+arrive through :class:`GatewayCrypto`, so this module stays free of wire formats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from payment_svc.domain.errors import CallbackRejected, DecryptionFailed, ResultConflict
+from payment_svc.service.ports import PaymentCache, PaymentView
+from payment_svc.service.processing_ports import (
+    AppliedResult,
+    DispatchRecord,
+    GatewayView,
+    ProcessingRepository,
+)
+from payment_svc.vault import CardVault, SealedCvc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodedResult:
+    event_id: str
+    payment_id: str
+    approved: bool
+    failure_code: str
+    failure_message: str
+
+
+@dataclass(frozen=True)
+class CardPlaintext:
+    """The card as sealed for a gateway; exists only between vault and sealing."""
+
+    number: str
+    exp_month: int
+    exp_year: int
+    cvc: str
+    holder_name: str
+
+    def __repr__(self) -> str:
+        return "CardPlaintext(<redacted>)"
+
+
+class GatewayCrypto(Protocol):
+    def verify(self, payload: bytes, header: str, secrets: Sequence[bytes], now: int) -> None:
+        """Raise ValueError (any subclass) with a reason when the signature is not valid."""
+
+    def decode_result(self, wire_format: str, payload: bytes) -> DecodedResult:
+        """Raise ValueError when the payload is not a result in that format."""
+
+    def seal_card(self, public_key: bytes, card: CardPlaintext, payment_id: str) -> bytes: ...
+
+
+class CvcTaker(Protocol):
+    async def take(self, payment_id: str) -> SealedCvc | None:
+        """Read and delete: a CVC is used for one dispatch at most."""
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    record: DispatchRecord
+    sealed_card: bytes
+
+
+class Processing:
+    def __init__(
+        self,
+        *,
+        repository: ProcessingRepository,
+        vault: CardVault,
+        cvcs: CvcTaker,
+        crypto: GatewayCrypto,
+        cache: PaymentCache,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._repository = repository
+        self._vault = vault
+        self._cvcs = cvcs
+        self._crypto = crypto
+        self._cache = cache
+        self._clock = clock
+
+    async def gateways(self) -> Sequence[GatewayView]:
+        return await self._repository.list_gateways()
+
+    async def begin_dispatch(self, payment_id: str, gateway_id: str) -> Dispatch:
+        record = await self._repository.begin_dispatch(payment_id, gateway_id, self._clock())
+        await self._cache.put(record.payment)
+        if not record.dispatch or record.gateway is None or record.sealed_pan is None:
+            return Dispatch(record, b"")
+        pid = record.payment.payment_id
+        try:
+            pan = self._vault.decrypt_pan(record.sealed_pan, pid)
+        except DecryptionFailed:
+            # The vault no longer holds this card's key (retired too early) or the row is
+            # damaged: the payment cannot be sent anywhere. End it rather than retry.
+            log.error("vaulted card unreadable", extra={"payment_id": pid})
+            failed = await self._repository.fail(
+                pid, "card_unavailable", "the stored card could not be read", self._clock()
+            )
+            await self._cache.put(failed)
+            return Dispatch(replace(record, payment=failed, dispatch=False), b"")
+        sealed_cvc = await self._cvcs.take(pid)
+        cvc = "" if sealed_cvc is None else self._vault.open_cvc(sealed_cvc, pid).reveal()
+        card = record.payment.card
+        plaintext = CardPlaintext(
+            number=pan.reveal(),
+            exp_month=0 if card is None else card.exp_month,
+            exp_year=0 if card is None else card.exp_year,
+            cvc=cvc,
+            holder_name="",
+        )
+        return Dispatch(record, self._crypto.seal_card(record.gateway.public_key, plaintext, pid))
+
+    async def fail(self, payment_id: str, failure_code: str, failure_message: str) -> PaymentView:
+        return await self._repository.fail(payment_id, failure_code, failure_message, self._clock())
+
+    async def report_result(self, gateway_id: str, payload: bytes, header: str) -> AppliedResult:
+        """Verify, decode and apply one gateway callback."""
+        secrets = await self._repository.gateway_secrets(gateway_id)
+        wire_format = await self._repository.gateway_format(gateway_id)
+        if not secrets or wire_format is None:
+            raise CallbackRejected("unknown_gateway")
+        now = self._clock()
+        try:
+            self._crypto.verify(payload, header, secrets, int(now.timestamp()))
+        except ValueError as exc:
+            raise CallbackRejected(getattr(exc, "reason", "invalid_signature")) from None
+        try:
+            result = self._crypto.decode_result(wire_format, payload)
+        except ValueError:
+            # Signed by the gateway, yet not a result: refuse it as unauthenticated input.
+            raise CallbackRejected("undecodable_payload") from None
+        try:
+            applied = await self._repository.apply_result(
+                gateway_id=gateway_id,
+                event_id=result.event_id,
+                payment_id=result.payment_id,
+                approved=result.approved,
+                failure_code=result.failure_code,
+                failure_message=result.failure_message,
+                now=now,
+            )
+        except ResultConflict as conflict:
+            # A gateway contradicting a final state is an operational alert, not noise.
+            log.error(
+                "ALERT gateway result conflicts with final state",
+                extra={
+                    "gateway_id": gateway_id,
+                    "payment_id": result.payment_id,
+                    "status": conflict.current,
+                    "approved": result.approved,
+                },
+            )
+            raise
+        await self._cache.put(applied.payment)
+        return applied

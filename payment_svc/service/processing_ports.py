@@ -1,0 +1,71 @@
+"""Ports and values of the processing use cases (dispatch, results, failures)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from payment_svc.service.ports import PaymentView
+from payment_svc.vault import SealedPan
+
+
+@dataclass(frozen=True)
+class GatewayView:
+    gateway_id: str
+    wire_format: str
+    topic: str
+    kinds: tuple[str, ...]
+    currency_codes: tuple[str, ...]
+    priority: int
+    callback_timeout_s: int
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class DispatchRecord:
+    """What BeginDispatch hands back: dispatch=False means nothing is to be sent."""
+
+    payment: PaymentView
+    gateway: GatewayView | None
+    attempt: int
+    callback_deadline: datetime | None
+    sealed_pan: SealedPan | None
+    dispatch: bool
+
+
+@dataclass(frozen=True)
+class AppliedResult:
+    payment: PaymentView
+    # True when this event id, or this same outcome, had already been applied.
+    duplicate: bool
+
+
+class ProcessingRepository(Protocol):
+    async def list_gateways(self) -> Sequence[GatewayView]: ...
+
+    async def gateway_secrets(self, gateway_id: str) -> Sequence[bytes] | None:
+        """Active callback secrets, or None for an unknown or disabled gateway."""
+
+    async def gateway_format(self, gateway_id: str) -> str | None: ...
+
+    async def begin_dispatch(
+        self, payment_id: str, gateway_id: str, now: datetime
+    ) -> DispatchRecord: ...
+
+    async def fail(
+        self, payment_id: str, failure_code: str, failure_message: str, now: datetime
+    ) -> PaymentView: ...
+
+    async def apply_result(
+        self,
+        *,
+        gateway_id: str,
+        event_id: str,
+        payment_id: str,
+        approved: bool,
+        failure_code: str,
+        failure_message: str,
+        now: datetime,
+    ) -> AppliedResult: ...
