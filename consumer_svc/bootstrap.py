@@ -7,6 +7,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer_svc.config import Settings
+from consumer_svc.janitor import Janitor
 from consumer_svc.processor import EVENTS_TOPIC, ConsumerLoop, Processor
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail_common.dependencies import KafkaCheck, grpc_health_check, postgres_check
@@ -78,7 +79,14 @@ async def build(settings: Settings) -> ServerHandle:
         group=settings.processor_group,
     )
     loop.start()
+    janitor = Janitor(
+        ops_stub=payment_ops_pb2_grpc.PaymentOpsServiceStub(channel),
+        processor=processor,
+        interval_s=settings.janitor_interval_s,
+        batch_max=settings.janitor_batch_max,
+    )
+    janitor.start()
     # on_stop runs last-in first-out: stop consuming, then leave the group, then flush.
-    handle.on_stop.extend([producer.stop, consumer.stop, loop.stop])
+    handle.on_stop.extend([producer.stop, consumer.stop, loop.stop, janitor.stop])
     handle.monitor = monitor
     return handle

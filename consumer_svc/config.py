@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from payrail_common.config import env_str, service_fields
+from payrail_common.config import env_int, env_str, service_fields
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class Settings:
     payment_target: str = "127.0.0.1:50052"
     # Kafka consumer group of the processing pipeline (one per deployment).
     processor_group: str = "payrail-processor"
+    # How often the janitor sweeps, and how many payments one sweep handles at most.
+    janitor_interval_s: int = 5
+    janitor_batch_max: int = 100
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
     pg_pool_max: int = 10
     startup_timeout_s: int = 30
@@ -36,4 +39,10 @@ class Settings:
             kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
             payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
             processor_group=env_str("PAYRAIL_PROCESSOR_GROUP", d.processor_group, env),
+            janitor_interval_s=env_int(
+                "PAYRAIL_JANITOR_INTERVAL_S", d.janitor_interval_s, minimum=1, env=env
+            ),
+            janitor_batch_max=env_int(
+                "PAYRAIL_JANITOR_BATCH_MAX", d.janitor_batch_max, minimum=1, maximum=1000, env=env
+            ),
         )

@@ -7,17 +7,18 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from payment_svc.adapters.change_feed import ChangeFeed
 from payment_svc.adapters.gateway_crypto import SdkGatewayCrypto
 from payment_svc.adapters.outbox_relay import OutboxRelay
 from payment_svc.adapters.postgres import PostgresPaymentRepository
-from payment_svc.adapters.processing import PostgresProcessingRepository
+from payment_svc.adapters.processing import PostgresProcessingRepository, PostgresSweeper
 from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
 from payment_svc.api.ops import CallbackServicer, PaymentOpsServicer
 from payment_svc.api.servicers import PaymentServicer
 from payment_svc.config import Settings
 from payment_svc.domain.money import AmountLimits, select_currencies
 from payment_svc.service.payments import Payments
-from payment_svc.service.processing import Processing
+from payment_svc.service.processing import JanitorPolicy, Processing
 from payment_svc.vault import CardVault
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2, payment_ops_pb2_grpc
@@ -51,7 +52,12 @@ def build_vault(settings: Settings) -> CardVault:
 
 
 def build_payments(
-    settings: Settings, pool: asyncpg.Pool, redis: Redis, vault: CardVault, cache: RedisPaymentCache
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    vault: CardVault,
+    cache: RedisPaymentCache,
+    changes: ChangeFeed,
 ) -> Payments:
     try:
         currencies = select_currencies(
@@ -60,6 +66,7 @@ def build_payments(
     except ValueError as exc:
         raise ConfigError(f"PAYRAIL_SUPPORTED_CURRENCIES: {exc}") from None
     return Payments(
+        changes=changes,
         repository=PostgresPaymentRepository(pool),
         cache=cache,
         cvcs=RedisCvcStore(redis, ttl_s=settings.cvc_ttl_s),
@@ -94,13 +101,20 @@ async def build(settings: Settings) -> ServerHandle:
     )
     vault = build_vault(settings)
     cache = RedisPaymentCache(redis, ttl_s=settings.payment_cache_ttl_s)
-    payments = build_payments(settings, pool, redis, vault, cache)
+    changes = ChangeFeed(settings.pg_dsn)
+    payments = build_payments(settings, pool, redis, vault, cache, changes)
     processing = Processing(
         repository=PostgresProcessingRepository(pool),
         vault=vault,
         cvcs=RedisCvcStore(redis, ttl_s=settings.cvc_ttl_s),
         crypto=SdkGatewayCrypto(),
         cache=cache,
+        sweeper=PostgresSweeper(pool),
+        janitor=JanitorPolicy(
+            pending_ttl_s=settings.pending_ttl_s,
+            verification_ttl_s=settings.verification_ttl_s,
+            dispatch_attempts_max=settings.dispatch_attempts_max,
+        ),
     )
     # Publishes what CreatePayment and every state change wrote to the outbox; several
     # payment_svc processes may each run one.
@@ -142,6 +156,8 @@ async def build(settings: Settings) -> ServerHandle:
         await handle.stop(0)
         raise
     await relay.start()
+    await changes.start()
+    handle.on_stop.append(changes.stop)
     # on_stop runs last-in first-out: the relay flushes before the pools close.
     handle.on_stop.append(relay.stop)
     handle.monitor = monitor

@@ -36,6 +36,10 @@ class Settings:
     cvc_ttl_s: int = 900
     # GetPayment cache-aside entries expire after this long even without invalidation.
     payment_cache_ttl_s: int = 300
+    # Janitor policy: PENDING and REQUIRES_VERIFICATION lifetimes, dispatch attempts.
+    pending_ttl_s: int = 1800
+    verification_ttl_s: int = 600
+    dispatch_attempts_max: int = 3
     # Outbox rows the relay claims and publishes per cycle.
     outbox_batch_max: int = 500
     startup_timeout_s: int = 30
@@ -64,6 +68,17 @@ class Settings:
             cvc_ttl_s=env_int("PAYRAIL_CVC_TTL_S", d.cvc_ttl_s, minimum=10, maximum=3600, env=env),
             payment_cache_ttl_s=env_int(
                 "PAYRAIL_PAYMENT_CACHE_TTL_S", d.payment_cache_ttl_s, minimum=1, env=env
+            ),
+            pending_ttl_s=env_int("PAYRAIL_PENDING_TTL_S", d.pending_ttl_s, minimum=1, env=env),
+            verification_ttl_s=env_int(
+                "PAYRAIL_VERIFICATION_TTL_S", d.verification_ttl_s, minimum=1, env=env
+            ),
+            dispatch_attempts_max=env_int(
+                "PAYRAIL_DISPATCH_ATTEMPTS_MAX",
+                d.dispatch_attempts_max,
+                minimum=1,
+                maximum=20,
+                env=env,
             ),
             outbox_batch_max=env_int(
                 "PAYRAIL_OUTBOX_BATCH_MAX", d.outbox_batch_max, minimum=1, maximum=10_000, env=env

@@ -46,6 +46,11 @@ PAYMENT_COLUMNS = (
 )
 
 
+def payment_columns(alias: str) -> str:
+    """PAYMENT_COLUMNS qualified by a table alias, for joins."""
+    return ", ".join(f"{alias}.{column.strip()}" for column in PAYMENT_COLUMNS.split(","))
+
+
 def _uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)

@@ -14,6 +14,7 @@ from payment_svc.adapters.ledger import settle
 from payment_svc.adapters.postgres import (
     PAYMENT_COLUMNS,
     announce_status_change,
+    payment_columns,
     view_from_row,
 )
 from payment_svc.domain.errors import NotFound, ResultConflict
@@ -237,3 +238,96 @@ class PostgresProcessingRepository:
                 failure_message="" if approved else failure_message,
             )
             return AppliedResult(updated, duplicate=False)
+
+
+class PostgresSweeper:
+    """The janitor's queries; each claims rows with SKIP LOCKED so janitors never collide."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def expire_due(
+        self, now: datetime, *, pending_ttl_s: int, verification_ttl_s: int, limit: int
+    ) -> list[PaymentView]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT {PAYMENT_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
+                " WHERE (status = 'PENDING' AND create_time < $1)"
+                "    OR (status = 'REQUIRES_VERIFICATION' AND update_time < $2)"
+                " ORDER BY update_time LIMIT $3 FOR UPDATE SKIP LOCKED",
+                now - timedelta(seconds=pending_ttl_s),
+                now - timedelta(seconds=verification_ttl_s),
+                limit,
+            )
+            expired = []
+            for row in rows:
+                current = view_from_row(row)
+                expired.append(
+                    await transition(
+                        conn,
+                        current,
+                        PaymentStatus.EXPIRED,
+                        now,
+                        failure_code="expired",
+                        failure_message=f"the payment waited too long in {current.status.value}",
+                    )
+                )
+            return expired
+
+    async def claim_timeouts(
+        self, now: datetime, *, attempts_max: int, limit: int
+    ) -> tuple[list[DispatchRecord], list[PaymentView]]:
+        """(re-dispatches with attempt + 1, payments failed with gateway_timeout)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT {payment_columns('p')}, d.gateway_id, d.attempt"  # noqa: S608
+                " FROM payments.payments p JOIN payments.dispatches d ON d.payment_id = p.id"
+                " WHERE p.status = 'PROCESSING' AND d.callback_deadline < $1"
+                " ORDER BY d.callback_deadline LIMIT $2 FOR UPDATE OF p, d SKIP LOCKED",
+                now,
+                limit,
+            )
+            redispatch: list[DispatchRecord] = []
+            timed_out: list[PaymentView] = []
+            for row in rows:
+                current = view_from_row(row)
+                if row["attempt"] >= attempts_max:
+                    timed_out.append(
+                        await transition(
+                            conn,
+                            current,
+                            PaymentStatus.FAILED,
+                            now,
+                            failure_code="gateway_timeout",
+                            failure_message="the gateway did not answer in time",
+                        )
+                    )
+                    continue
+                gateway_row = await conn.fetchrow(
+                    f"SELECT {_GATEWAY_COLUMNS} FROM payments.gateways WHERE id = $1",  # noqa: S608
+                    row["gateway_id"],
+                )
+                gateway = _gateway(gateway_row)
+                deadline = now + timedelta(seconds=gateway.callback_timeout_s)
+                attempt = row["attempt"] + 1
+                await conn.execute(
+                    "UPDATE payments.dispatches SET attempt = $2, callback_deadline = $3,"
+                    " update_time = $4 WHERE payment_id = $1",
+                    uuid.UUID(current.payment_id),
+                    attempt,
+                    deadline,
+                    now,
+                )
+                card = await conn.fetchrow(
+                    "SELECT key_id, nonce, ciphertext FROM payments.cards WHERE payment_id = $1",
+                    uuid.UUID(current.payment_id),
+                )
+                sealed = (
+                    None
+                    if card is None
+                    else SealedPan(card["key_id"], bytes(card["nonce"]), bytes(card["ciphertext"]))
+                )
+                redispatch.append(
+                    DispatchRecord(current, gateway, attempt, deadline, sealed, dispatch=True)
+                )
+            return redispatch, timed_out

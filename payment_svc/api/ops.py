@@ -9,15 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from payment_svc.api.errors import mapped_errors
+from payment_svc.domain.errors import ValidationFailed
 from payment_svc.domain.status import PaymentKind
 from payment_svc.proto_mapping import payment_to_pb, timestamp
-from payment_svc.service.processing import Processing
+from payment_svc.service.processing import Dispatch, Processing
 from payment_svc.service.processing_ports import GatewayView
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common.fields import FieldViolation
 
 SIGNATURE_HEADER = "x-payrail-signature"
+SWEEP_LIMIT_MAX = 1000
 
 
 def gateway_to_pb(gateway: GatewayView) -> ops.Gateway:
@@ -30,6 +33,21 @@ def gateway_to_pb(gateway: GatewayView) -> ops.Gateway:
         priority=gateway.priority,
         callback_timeout_seconds=gateway.callback_timeout_s,
     )
+
+
+def dispatch_to_pb(dispatch: Dispatch) -> ops.BeginDispatchResponse:
+    record = dispatch.record
+    response = ops.BeginDispatchResponse(
+        payment=payment_to_pb(record.payment),
+        attempt=record.attempt,
+        sealed_card=dispatch.sealed_card,
+        dispatch=record.dispatch,
+    )
+    if record.gateway is not None:
+        response.gateway.CopyFrom(gateway_to_pb(record.gateway))
+    if record.callback_deadline is not None:
+        response.callback_deadline.CopyFrom(timestamp(record.callback_deadline))
+    return response
 
 
 class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
@@ -48,18 +66,20 @@ class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
     ) -> ops.BeginDispatchResponse:
         async with mapped_errors(context):
             dispatch = await self._processing.begin_dispatch(request.payment_id, request.gateway_id)
-        record = dispatch.record
-        response = ops.BeginDispatchResponse(
-            payment=payment_to_pb(record.payment),
-            attempt=record.attempt,
-            sealed_card=dispatch.sealed_card,
-            dispatch=record.dispatch,
+        return dispatch_to_pb(dispatch)
+
+    async def Sweep(self, request: ops.SweepRequest, context: Any) -> ops.SweepResponse:
+        async with mapped_errors(context):
+            if not 1 <= request.limit <= SWEEP_LIMIT_MAX:
+                raise ValidationFailed(
+                    [FieldViolation("limit", f"must be between 1 and {SWEEP_LIMIT_MAX}")]
+                )
+            result = await self._processing.sweep(request.limit)
+        return ops.SweepResponse(
+            redispatches=[dispatch_to_pb(d) for d in result.redispatches],
+            expired_count=len(result.expired),
+            timed_out_count=len(result.timed_out),
         )
-        if record.gateway is not None:
-            response.gateway.CopyFrom(gateway_to_pb(record.gateway))
-        if record.callback_deadline is not None:
-            response.callback_deadline.CopyFrom(timestamp(record.callback_deadline))
-        return response
 
     async def FailPayment(
         self, request: ops.FailPaymentRequest, context: Any

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -114,9 +115,12 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
     ) -> pb.VerifyPaymentResponse:
         await abort_unimplemented(context, "VerifyPayment")
 
-    async def WatchPayment(self, request: pb.WatchPaymentRequest, context: Any) -> None:
-        # A server-streaming handler may be a coroutine; this one only ends the stream.
-        await abort_unimplemented(context, "WatchPayment")
+    async def WatchPayment(
+        self, request: pb.WatchPaymentRequest, context: Any
+    ) -> AsyncIterator[pb.WatchPaymentResponse]:
+        async with mapped_errors(context):
+            async for view in self._payments.watch(current_principal().user_id, request.payment_id):
+                yield pb.WatchPaymentResponse(payment=payment_to_pb(view))
 
     async def GetBalance(
         self, request: pb.GetBalanceRequest, context: Any

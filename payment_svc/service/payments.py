@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,6 +15,7 @@ from payment_svc.domain.errors import IdempotencyKeyReused, NotFound, Validation
 from payment_svc.domain.money import AmountLimits, Currency
 from payment_svc.domain.status import (
     INITIAL_VERSION,
+    TERMINAL,
     FundingSource,
     PaymentKind,
     PaymentStatus,
@@ -26,6 +29,7 @@ from payment_svc.domain.validation import (
 from payment_svc.service.ports import (
     BalanceView,
     CardView,
+    ChangeWatcher,
     CvcStore,
     ExistingKey,
     NewPayment,
@@ -66,6 +70,8 @@ class Payments:
         vault: CardVault,
         currencies: Mapping[str, Currency],
         limits: AmountLimits,
+        changes: ChangeWatcher | None = None,
+        watch_poll_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repository = repository
@@ -74,6 +80,8 @@ class Payments:
         self._vault = vault
         self._currencies = currencies
         self._limits = limits
+        self._changes = changes
+        self._watch_poll_s = watch_poll_s
         self._clock = clock
 
     async def create(self, cmd: CreatePaymentCommand) -> Created:
@@ -150,6 +158,28 @@ class Payments:
             raise NotFound("payment")
         await self._cache.put(view)
         return view
+
+    async def watch(self, user_id: str, payment_id: str) -> AsyncIterator[PaymentView]:
+        """The payment now, then every newer version, ending after a final state.
+
+        Subscribes before the first read, so no change between the two is missed; reads
+        PostgreSQL (not the cache) each time; a missed notification costs at most
+        ``watch_poll_s``.
+        """
+        if self._changes is None:
+            raise RuntimeError("no change feed configured")
+        async with self._changes.watch(payment_id) as changed:
+            view = await self._repository.get(user_id, payment_id)
+            if view is None:
+                raise NotFound("payment")
+            yield view
+            while view.status not in TERMINAL:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.get(), timeout=self._watch_poll_s)
+                latest = await self._repository.get(user_id, payment_id)
+                if latest is not None and latest.version > view.version:
+                    view = latest
+                    yield view
 
     async def list(
         self,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -117,3 +119,8 @@ class CvcStore(Protocol):
     """Short-lived sealed CVCs for the gateway dispatch; never PostgreSQL or Kafka."""
 
     async def put(self, payment_id: str, sealed: SealedCvc) -> None: ...
+
+
+class ChangeWatcher(Protocol):
+    def watch(self, payment_id: str) -> AbstractAsyncContextManager[asyncio.Queue[int]]:
+        """While open, the queue receives a version each time the payment changes."""

@@ -20,6 +20,7 @@ from payment_svc.service.processing_ports import (
     DispatchRecord,
     GatewayView,
     ProcessingRepository,
+    Sweeper,
 )
 from payment_svc.vault import CardVault, SealedCvc
 
@@ -70,6 +71,25 @@ class Dispatch:
     sealed_card: bytes
 
 
+@dataclass(frozen=True)
+class JanitorPolicy:
+    """When payments that wait stop waiting."""
+
+    # PENDING this long (risk checks or routing never happened) -> EXPIRED.
+    pending_ttl_s: int = 1800
+    # REQUIRES_VERIFICATION this long without an answer from the owner -> EXPIRED.
+    verification_ttl_s: int = 600
+    # Dispatches per payment (the first and the re-dispatches) before gateway_timeout.
+    dispatch_attempts_max: int = 3
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    redispatches: list[Dispatch]
+    expired: list[PaymentView]
+    timed_out: list[PaymentView]
+
+
 class Processing:
     def __init__(
         self,
@@ -79,6 +99,8 @@ class Processing:
         cvcs: CvcTaker,
         crypto: GatewayCrypto,
         cache: PaymentCache,
+        sweeper: Sweeper | None = None,
+        janitor: JanitorPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repository = repository
@@ -86,6 +108,8 @@ class Processing:
         self._cvcs = cvcs
         self._crypto = crypto
         self._cache = cache
+        self._sweeper = sweeper
+        self._janitor = janitor or JanitorPolicy()
         self._clock = clock
 
     async def gateways(self) -> Sequence[GatewayView]:
@@ -94,6 +118,30 @@ class Processing:
     async def begin_dispatch(self, payment_id: str, gateway_id: str) -> Dispatch:
         record = await self._repository.begin_dispatch(payment_id, gateway_id, self._clock())
         await self._cache.put(record.payment)
+        return await self._sealed(record)
+
+    async def sweep(self, limit: int) -> SweepResult:
+        """One janitor pass: expire, time out, and claim re-dispatches."""
+        if self._sweeper is None:
+            raise RuntimeError("no sweeper configured")
+        now = self._clock()
+        policy = self._janitor
+        expired = await self._sweeper.expire_due(
+            now,
+            pending_ttl_s=policy.pending_ttl_s,
+            verification_ttl_s=policy.verification_ttl_s,
+            limit=limit,
+        )
+        claimed, timed_out = await self._sweeper.claim_timeouts(
+            now, attempts_max=policy.dispatch_attempts_max, limit=limit
+        )
+        for view in (*expired, *timed_out):
+            await self._cache.put(view)
+        redispatches = [await self._sealed(record) for record in claimed]
+        return SweepResult(redispatches, expired, timed_out)
+
+    async def _sealed(self, record: DispatchRecord) -> Dispatch:
+        """The dispatch with the card opened from the vault and sealed to the gateway."""
         if not record.dispatch or record.gateway is None or record.sealed_pan is None:
             return Dispatch(record, b"")
         pid = record.payment.payment_id

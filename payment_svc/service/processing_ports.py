@@ -69,3 +69,13 @@ class ProcessingRepository(Protocol):
         failure_message: str,
         now: datetime,
     ) -> AppliedResult: ...
+
+
+class Sweeper(Protocol):
+    async def expire_due(
+        self, now: datetime, *, pending_ttl_s: int, verification_ttl_s: int, limit: int
+    ) -> list[PaymentView]: ...
+
+    async def claim_timeouts(
+        self, now: datetime, *, attempts_max: int, limit: int
+    ) -> tuple[list[DispatchRecord], list[PaymentView]]: ...

@@ -21,6 +21,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.conftest import ROOT, JwtKeys, StackEnv, free_port
 
 STARTUP_TIMEOUT_S = 60
+# Short so the janitor's re-dispatch and gateway_timeout can be seen within a test.
+GATEWAY_TIMEOUT_S = 3
+DISPATCH_ATTEMPTS_MAX = 2
 
 
 @dataclass
@@ -99,7 +102,7 @@ def register_sandbox_gateways(env: dict[str, str], keys: Path) -> None:
             "--priority",
             priority,
             "--timeout-s",
-            "30",
+            str(GATEWAY_TIMEOUT_S),
             "--public-key-file",
             str(keys / f"sandbox-{fmt}.x25519.pub"),
             "--secret-file",
@@ -154,6 +157,8 @@ def services(  # one set of processes per test module
         "PAYRAIL_CALLBACK_TARGET": f"127.0.0.1:{ports['gateway']}",
         # A group of this module's own, so nothing of another module's is in its way.
         "PAYRAIL_PROCESSOR_GROUP": f"payrail-processor-{uuid.uuid4().hex[:8]}",
+        "PAYRAIL_JANITOR_INTERVAL_S": "1",
+        "PAYRAIL_DISPATCH_ATTEMPTS_MAX": str(DISPATCH_ATTEMPTS_MAX),
     }
     register_sandbox_gateways(env, gateway_keys)
     skip_old_events(stack.kafka_bootstrap, env["PAYRAIL_PROCESSOR_GROUP"])

@@ -27,6 +27,7 @@ from tests.helpers import User, register_and_login
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 APPROVE, DECLINE, NO_FUNDS = "4242424242424242", "4000000000000002", "4000000000009995"
+SILENT = "4000000000000119"
 FINAL = {
     pb.PAYMENT_STATUS_COMPLETED,
     pb.PAYMENT_STATUS_FAILED,
@@ -248,3 +249,46 @@ async def test_forged_stale_replayed_and_conflicting_callbacks(
     assert (final.status, final.version) == (pb.PAYMENT_STATUS_COMPLETED, 3)
     assert await balance(edge, user) == (700, 0)
     await assert_ledger_invariants(stack.pg_dsn)
+
+
+async def test_a_silent_gateway_ends_in_gateway_timeout_with_the_hold_released(
+    edge: grpc.aio.Channel, stack: StackEnv
+) -> None:
+    user = await register_and_login(edge)
+    await settle(
+        edge, user, await submit(edge, user, request(pb.PAYMENT_KIND_DEPOSIT, APPROVE, 5000))
+    )
+    payment_id = await submit(edge, user, request(pb.PAYMENT_KIND_WITHDRAWAL, SILENT, 4000))
+    assert await balance(edge, user) == (1000, 4000)
+    # The gateway never answers: dispatched, re-dispatched by the janitor after the callback
+    # deadline, then failed once the attempts are spent (about 2 x 3 s here).
+    payment = await settle(edge, user, payment_id, timeout_s=60)
+    assert payment.status == pb.PAYMENT_STATUS_FAILED
+    assert payment.failure_code == "gateway_timeout"
+    assert await balance(edge, user) == (5000, 0)
+    conn = await asyncpg.connect(stack.pg_dsn)
+    try:
+        attempts = await conn.fetchval(
+            "SELECT attempt FROM payments.dispatches WHERE payment_id = $1", uuid.UUID(payment_id)
+        )
+    finally:
+        await conn.close()
+    assert attempts == 2
+    await assert_ledger_invariants(stack.pg_dsn)
+
+
+async def test_watch_follows_a_payment_to_completed(edge: grpc.aio.Channel) -> None:
+    user = await register_and_login(edge)
+    # The silent card keeps the first dispatch waiting, so the watch sees the whole way.
+    await settle(
+        edge, user, await submit(edge, user, request(pb.PAYMENT_KIND_DEPOSIT, APPROVE, 900))
+    )
+    payment_id = await submit(edge, user, request(pb.PAYMENT_KIND_WITHDRAWAL, SILENT, 500))
+    stream = payments_pb2_grpc.PaymentServiceStub(edge).WatchPayment(
+        pb.WatchPaymentRequest(payment_id=payment_id), metadata=user.metadata, timeout=60
+    )
+    states = [(r.payment.status, r.payment.version) async for r in stream]
+    versions = [v for _, v in states]
+    assert versions == sorted(set(versions)), states  # each change once, in order
+    assert pb.PAYMENT_STATUS_PROCESSING in [s for s, _ in states]
+    assert states[-1][0] == pb.PAYMENT_STATUS_FAILED  # the stream ended at the final state

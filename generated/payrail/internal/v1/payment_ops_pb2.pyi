@@ -78,3 +78,19 @@ class FailPaymentResponse(_message.Message):
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
     payment: _payments_pb2.Payment
     def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class SweepRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class SweepResponse(_message.Message):
+    __slots__ = ("redispatches", "expired_count", "timed_out_count")
+    REDISPATCHES_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    redispatches: _containers.RepeatedCompositeFieldContainer[BeginDispatchResponse]
+    expired_count: int
+    timed_out_count: int
+    def __init__(self, redispatches: _Optional[_Iterable[_Union[BeginDispatchResponse, _Mapping]]] = ..., expired_count: _Optional[int] = ..., timed_out_count: _Optional[int] = ...) -> None: ...

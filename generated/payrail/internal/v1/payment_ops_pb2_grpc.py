@@ -54,6 +54,11 @@ class PaymentOpsServiceStub:
                 request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.SerializeToString,
                 response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentResponse.FromString,
                 _registered_method=True)
+        self.Sweep = channel.unary_unary(
+                '/payrail.internal.v1.PaymentOpsService/Sweep',
+                request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.SerializeToString,
+                response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentOpsServiceServicer:
@@ -88,6 +93,17 @@ class PaymentOpsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Sweep(self, request, context):
+        """Sweep is the janitor's pass: it expires PENDING and REQUIRES_VERIFICATION payments
+        that waited too long, fails PROCESSING payments whose gateway never answered within
+        the allowed attempts (gateway_timeout, holds released), and claims the others past
+        their callback deadline for re-dispatch (attempt + 1, same payment id). Claims are
+        exclusive, so several janitors never re-dispatch one payment twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentOpsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +121,11 @@ def add_PaymentOpsServiceServicer_to_server(servicer, server):
                     servicer.FailPayment,
                     request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.FromString,
                     response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentResponse.SerializeToString,
+            ),
+            'Sweep': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sweep,
+                    request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.FromString,
+                    response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -192,6 +213,33 @@ class PaymentOpsService:
             '/payrail.internal.v1.PaymentOpsService/FailPayment',
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.SerializeToString,
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payrail.internal.v1.PaymentOpsService/Sweep',
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.SerializeToString,
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepResponse.FromString,
             options,
             channel_credentials,
             insecure,
