@@ -115,17 +115,18 @@ class GatewayWorker:
         private_key: X25519PrivateKey,
         callbacks: CallbackClient,
         charge: Charge,
-        seen_max: int = 10_000,
+        answered_max: int = 10_000,
     ) -> None:
         self._consumer = consumer
         self._format = wire_format
         self._key = private_key
         self._callbacks = callbacks
         self._charge = charge
-        # Recently answered request ids: a re-delivered request is answered once (payrail
-        # would drop the duplicate result anyway; this saves the provider a second charge).
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._seen_max = seen_max
+        # Recently answered payments and their results. A re-delivered request or a
+        # re-dispatch (same payment id, a later attempt) is never charged again: the
+        # stored result is reported again instead, in case the first report was lost.
+        self._answered: OrderedDict[str, GatewayResult] = OrderedDict()
+        self._answered_max = answered_max
 
     async def run(self) -> None:
         """Consume until cancelled."""
@@ -137,8 +138,8 @@ class GatewayWorker:
                 )
                 failed = [o for o in outcomes if isinstance(o, BaseException)]
                 if failed:
-                    # Not committed: read the batch again after a pause; requests already
-                    # answered are skipped, the rest retried.
+                    # Not committed: read the batch again after a pause; payments already
+                    # answered are not charged again, the rest retried.
                     log.error(
                         "batch not fully handled; retrying",
                         extra={"error": type(failed[0]).__name__},
@@ -154,7 +155,9 @@ class GatewayWorker:
         except FormatError as exc:
             log.error("undecodable request dropped", extra={"reason": exc.reason})
             return
-        if request.request_id in self._seen:
+        previous = self._answered.get(request.payment_id)
+        if previous is not None:
+            await self._report(request, previous)
             return
         card: CardData | None = None
         if request.sealed_card is not None:
@@ -162,32 +165,37 @@ class GatewayWorker:
                 card = unseal_card(self._key, request.sealed_card, payment_id=request.payment_id)
             except SealingError:
                 log.error("card could not be unsealed", extra={"payment_id": request.payment_id})
-                await self._callbacks.report(
-                    result_for(
-                        request,
-                        approved=False,
-                        failure_code="card_unreadable",
-                        failure_message="the card could not be opened by the gateway",
-                    )
+                declined = result_for(
+                    request,
+                    approved=False,
+                    failure_code="card_unreadable",
+                    failure_message="the card could not be opened by the gateway",
                 )
-                self._remember(request.request_id)
+                self._remember(request.payment_id, declined)
+                await self._report(request, declined)
                 return
         result = await self._charge(request, card)
-        if result is not None:
-            try:
-                await self._callbacks.report(result)
-            except grpc.aio.AioRpcError as error:
-                # FAILED_PRECONDITION: payrail already holds another final outcome.
-                log.error(
-                    "result not accepted",
-                    extra={"payment_id": request.payment_id, "code": error.code().name},
-                )
-        self._remember(request.request_id)
+        if result is None:
+            return  # the provider never answers this one
+        self._remember(request.payment_id, result)
+        await self._report(request, result)
 
-    def _remember(self, request_id: str) -> None:
-        self._seen[request_id] = None
-        while len(self._seen) > self._seen_max:
-            self._seen.popitem(last=False)
+    async def _report(self, request: GatewayRequest, result: GatewayResult) -> None:
+        try:
+            await self._callbacks.report(result)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _RETRYABLE:
+                raise  # the batch is read again later
+            # FAILED_PRECONDITION: payrail already holds another final outcome.
+            log.error(
+                "result not accepted",
+                extra={"payment_id": request.payment_id, "code": error.code().name},
+            )
+
+    def _remember(self, payment_id: str, result: GatewayResult) -> None:
+        self._answered[payment_id] = result
+        while len(self._answered) > self._answered_max:
+            self._answered.popitem(last=False)
 
 
 __all__ = ["CallbackClient", "Charge", "GatewayWorker", "result_for"]

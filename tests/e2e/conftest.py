@@ -32,6 +32,20 @@ class Running:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    module: str = ""
+    env: dict[str, str] | None = None
+
+    def restart(self) -> None:
+        """Start the same service again (after it was killed), appending to its log."""
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        wait_serving(self)
 
 
 def wait_serving(svc: Running) -> None:
@@ -173,7 +187,7 @@ def services(  # one set of processes per test module
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
-        running.append(Running(name, ports[name], process, log_path))
+        running.append(Running(name, ports[name], process, log_path, module, env))
     try:
         for svc in running:
             wait_serving(svc)

@@ -4,24 +4,28 @@ signed callback -> settlement, and the ledger's invariants after all of it."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gateway_sdk import CallbackSecret, get_format
 from gateway_sdk.formats.base import GatewayResult
 from gateway_sdk.signing import signature_metadata
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
+from payrail.events.v1 import events_pb2
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from tests.conftest import StackEnv
-from tests.e2e.conftest import Running
+from tests.e2e.conftest import DISPATCH_ATTEMPTS_MAX, Running
 from tests.helpers import User, register_and_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -292,3 +296,112 @@ async def test_watch_follows_a_payment_to_completed(edge: grpc.aio.Channel) -> N
     assert versions == sorted(set(versions)), states  # each change once, in order
     assert pb.PAYMENT_STATUS_PROCESSING in [s for s, _ in states]
     assert states[-1][0] == pb.PAYMENT_STATUS_FAILED  # the stream ended at the final state
+
+
+async def read_dlq(stack: StackEnv, start: dict[TopicPartition, int]) -> list[Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        found: list[Any] = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                found += records
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def dlq_end(stack: StackEnv) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition("payments.events.dlq", 0)
+        return dict(await consumer.end_offsets([tp]))
+    finally:
+        await consumer.stop()
+
+
+async def test_poison_messages_go_to_the_dead_letter_topic_and_processing_goes_on(
+    edge: grpc.aio.Channel, stack: StackEnv
+) -> None:
+    start = await dlq_end(stack)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    ghost = str(uuid.uuid4())
+    try:
+        await producer.send_and_wait("payments.events", b"\xff\xff\xff garbage", key=b"poison")
+        orphan = events_pb2.PaymentEvent(
+            event_id=str(uuid.uuid4()),
+            payment_id=ghost,
+            version=1,
+            created=events_pb2.PaymentCreated(payment=pb.Payment(payment_id=ghost)),
+        )
+        await producer.send_and_wait(
+            "payments.events", orphan.SerializeToString(), key=ghost.encode()
+        )
+    finally:
+        await producer.stop()
+    # The consumer keeps going: a payment submitted after the poison still completes.
+    user = await register_and_login(edge)
+    after = await settle(
+        edge, user, await submit(edge, user, request(pb.PAYMENT_KIND_DEPOSIT, APPROVE, 300))
+    )
+    assert after.status == pb.PAYMENT_STATUS_COMPLETED
+    parked = await read_dlq(stack, start)
+    errors = {r.key: dict(r.headers).get("error", b"") for r in parked}
+    assert errors.get(b"poison", b"").startswith(b"undecodable event")
+    assert errors.get(ghost.encode()) == b"payment_svc answered NOT_FOUND"
+
+
+async def test_consumer_killed_mid_stream_dispatches_and_settles_each_payment_once(
+    edge: grpc.aio.Channel, stack: StackEnv, services: list[Running]
+) -> None:
+    consumer = next(s for s in services if s.name == "consumer")
+    user = await register_and_login(edge)
+    payment_ids: list[str] = []
+
+    async def submit_many(count: int) -> None:
+        for _ in range(count):
+            payment_ids.append(
+                await submit(edge, user, request(pb.PAYMENT_KIND_DEPOSIT, APPROVE, 100))
+            )
+
+    await submit_many(10)
+    consumer.process.send_signal(signal.SIGKILL)  # no shutdown, no final commit
+    consumer.process.wait(timeout=10)
+    await submit_many(20)  # accepted while nothing consumes
+    await asyncio.to_thread(consumer.restart)
+    await submit_many(10)
+    finals = [await settle(edge, user, pid, timeout_s=60) for pid in payment_ids]
+    assert all(p.status == pb.PAYMENT_STATUS_COMPLETED for p in finals)
+    assert await balance(edge, user) == (100 * len(payment_ids), 0)
+    conn = await asyncpg.connect(stack.pg_dsn)
+    try:
+        ids = [uuid.UUID(pid) for pid in payment_ids]
+        attempts = await conn.fetch(
+            "SELECT attempt FROM payments.dispatches WHERE payment_id = ANY($1)", ids
+        )
+        results = await conn.fetch(
+            "SELECT payment_id, count(*) AS n FROM payments.callback_events"
+            " WHERE payment_id = ANY($1) GROUP BY payment_id",
+            ids,
+        )
+        entries = await conn.fetch(
+            "SELECT payment_id, count(*) AS n FROM payments.journal_entries"
+            " WHERE payment_id = ANY($1) GROUP BY payment_id",
+            ids,
+        )
+    finally:
+        await conn.close()
+    # A payment whose callback deadline (3 s here) passed while the consumer group was
+    # rebalancing may be re-dispatched by the janitor: same payment id, and the gateway
+    # answers it from what it already decided instead of charging again.
+    assert len(attempts) == len(payment_ids)
+    assert all(r["attempt"] <= DISPATCH_ATTEMPTS_MAX for r in attempts)
+    assert sorted(r["n"] for r in results) == [1] * len(payment_ids)  # one result applied
+    assert sorted(r["n"] for r in entries) == [1] * len(payment_ids)  # settled once
+    await assert_ledger_invariants(stack.pg_dsn)
