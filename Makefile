@@ -78,9 +78,12 @@ up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
 	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint
 	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap
-	@for gw in json soap; do $(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-$$gw --format $$gw \
-	    --priority $$([ $$gw = json ] && echo 10 || echo 5) \
-	    --public-key-file .data/keys/sandbox-$$gw.x25519.pub --secret-file .data/keys/sandbox-$$gw.secret; done
+	@# EUR and GBP route to the SOAP sandbox (higher priority, narrower), the rest to JSON.
+	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-json --format json --priority 10 \
+	    --public-key-file .data/keys/sandbox-json.x25519.pub --secret-file .data/keys/sandbox-json.secret
+	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-soap --format soap --priority 20 \
+	    --currencies EUR,GBP \
+	    --public-key-file .data/keys/sandbox-soap.x25519.pub --secret-file .data/keys/sandbox-soap.secret
 	@$(DEV_ENV) deploy/local/services.sh up
 	@echo
 	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053)"

@@ -106,7 +106,11 @@ def register_sandbox_gateways(env: dict[str, str], keys: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
     run("sandbox_gateways.keys", "--dir", str(keys), "sandbox-json", "sandbox-soap")
-    for fmt, priority in (("json", "10"), ("soap", "5")):
+    # EUR and GBP go to the SOAP sandbox (higher priority, narrower), the rest to JSON.
+    for fmt, priority, currencies in (
+        ("json", "10", "USD,EUR,GBP,JPY,KRW,CHF,CAD,AUD"),
+        ("soap", "20", "EUR,GBP"),
+    ):
         run(
             "payment_svc.gateways",
             "add",
@@ -115,6 +119,8 @@ def register_sandbox_gateways(env: dict[str, str], keys: Path) -> None:
             fmt,
             "--priority",
             priority,
+            "--currencies",
+            currencies,
             "--timeout-s",
             str(GATEWAY_TIMEOUT_S),
             "--public-key-file",

@@ -41,11 +41,13 @@ FINAL = {
 }
 
 
-def request(kind: pb.PaymentKind, card: str, amount_minor: int = 1000) -> pb.CreatePaymentRequest:
+def request(
+    kind: pb.PaymentKind, card: str, amount_minor: int = 1000, currency_code: str = "USD"
+) -> pb.CreatePaymentRequest:
     message = pb.CreatePaymentRequest(
         idempotency_key=str(uuid.uuid4()),
         kind=kind,
-        amount=pb.Money(currency_code="USD", amount_minor=amount_minor),
+        amount=pb.Money(currency_code=currency_code, amount_minor=amount_minor),
         card=pb.CardInput(number=card, exp_month=12, exp_year=2031, cvc="123"),
     )
     if kind == pb.PAYMENT_KIND_PURCHASE:
@@ -405,3 +407,31 @@ async def test_consumer_killed_mid_stream_dispatches_and_settles_each_payment_on
     assert sorted(r["n"] for r in results) == [1] * len(payment_ids)  # one result applied
     assert sorted(r["n"] for r in entries) == [1] * len(payment_ids)  # settled once
     await assert_ledger_invariants(stack.pg_dsn)
+
+
+async def test_eur_routes_to_the_soap_gateway_and_settles(
+    edge: grpc.aio.Channel, stack: StackEnv
+) -> None:
+    user = await register_and_login(edge)
+    payment_id = await submit(
+        edge, user, request(pb.PAYMENT_KIND_DEPOSIT, APPROVE, 4200, currency_code="EUR")
+    )
+    assert (await settle(edge, user, payment_id)).status == pb.PAYMENT_STATUS_COMPLETED
+    declined_id = await submit(
+        edge, user, request(pb.PAYMENT_KIND_PURCHASE, DECLINE, 100, currency_code="EUR")
+    )
+    declined = await settle(edge, user, declined_id)
+    assert (declined.status, declined.failure_code) == (pb.PAYMENT_STATUS_FAILED, "card_declined")
+    conn = await asyncpg.connect(stack.pg_dsn)
+    try:
+        gateways = await conn.fetch(
+            "SELECT gateway_id FROM payments.dispatches WHERE payment_id = ANY($1)",
+            [uuid.UUID(payment_id), uuid.UUID(declined_id)],
+        )
+    finally:
+        await conn.close()
+    assert {r["gateway_id"] for r in gateways} == {"sandbox-soap"}
+    reply = await payments_pb2_grpc.PaymentServiceStub(edge).GetBalance(
+        pb.GetBalanceRequest(currency_code="EUR"), metadata=user.metadata, timeout=5
+    )
+    assert [(b.currency_code, b.available_minor) for b in reply.balances] == [("EUR", 4200)]
