@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -10,8 +12,10 @@ from consumer_svc.config import Settings
 from consumer_svc.janitor import Janitor
 from consumer_svc.processor import EVENTS_TOPIC, ConsumerLoop, Processor
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common.authn import ServiceTokenClientInterceptor
 from payrail_common.dependencies import KafkaCheck, grpc_health_check, postgres_check
 from payrail_common.grpcserver import ServerHandle, create_server
+from payrail_common.keys import read_secret_file
 from payrail_common.probes import DependencyMonitor, Probe
 
 
@@ -25,7 +29,13 @@ async def build(settings: Settings) -> ServerHandle:
         command_timeout=10,
     )
     kafka = KafkaCheck(settings.kafka_bootstrap)
-    channel = grpc.aio.insecure_channel(settings.payment_target)
+    # Every call to payment_svc presents the service token (PaymentOpsService requires it).
+    channel = grpc.aio.insecure_channel(
+        settings.payment_target,
+        interceptors=[
+            ServiceTokenClientInterceptor(read_secret_file(Path(settings.internal_token_file)))
+        ],
+    )
     handle = create_server(host=settings.host, port=settings.port, registrars=[], service_names=())
     monitor = DependencyMonitor(
         handle.health,

@@ -20,6 +20,8 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Internal address of payment_svc (PaymentOpsService).
     payment_target: str = "127.0.0.1:50052"
+    # Shared secret presented on payment_svc's internal PaymentOpsService.
+    internal_token_file: str = ".data/keys/internal-token.key"  # noqa: S105 - a path
     # Kafka consumer group of the processing pipeline (one per deployment).
     processor_group: str = "payrail-processor"
     # How often the janitor sweeps, and how many payments one sweep handles at most.
@@ -38,6 +40,7 @@ class Settings:
             **service_fields("CONSUMER", d, env),
             kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
             payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
+            internal_token_file=env_str("PAYRAIL_INTERNAL_TOKEN_FILE", d.internal_token_file, env),
             processor_group=env_str("PAYRAIL_PROCESSOR_GROUP", d.processor_group, env),
             janitor_interval_s=env_int(
                 "PAYRAIL_JANITOR_INTERVAL_S", d.janitor_interval_s, minimum=1, env=env

@@ -23,7 +23,7 @@ from payment_svc.vault import CardVault
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2, payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2, payments_pb2_grpc
-from payrail_common.authn import Authenticator, method_paths
+from payrail_common.authn import Authenticator, ServiceTokenAuthenticator, method_paths
 from payrail_common.config import ConfigError
 from payrail_common.dependencies import postgres_check, redis_check
 from payrail_common.grpcserver import ServerHandle, create_server
@@ -136,7 +136,12 @@ async def build(settings: Settings) -> ServerHandle:
             ),
         ],
         service_names=SERVICE_NAMES,
-        interceptors=[authenticator.interceptor(method_paths(PAYMENTS))],
+        interceptors=[
+            authenticator.interceptor(method_paths(PAYMENTS)),
+            ServiceTokenAuthenticator(
+                read_secret_file(Path(settings.internal_token_file))
+            ).interceptor(method_paths(OPS)),
+        ],
     )
     monitor = DependencyMonitor(
         handle.health,

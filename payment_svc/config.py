@@ -36,6 +36,8 @@ class Settings:
     cvc_ttl_s: int = 900
     # GetPayment cache-aside entries expire after this long even without invalidation.
     payment_cache_ttl_s: int = 300
+    # Shared secret that internal callers (consumer_svc) present on PaymentOpsService.
+    internal_token_file: str = ".data/keys/internal-token.key"  # noqa: S105 - a path
     # Janitor policy: PENDING and REQUIRES_VERIFICATION lifetimes, dispatch attempts.
     pending_ttl_s: int = 1800
     verification_ttl_s: int = 600
@@ -69,6 +71,7 @@ class Settings:
             payment_cache_ttl_s=env_int(
                 "PAYRAIL_PAYMENT_CACHE_TTL_S", d.payment_cache_ttl_s, minimum=1, env=env
             ),
+            internal_token_file=env_str("PAYRAIL_INTERNAL_TOKEN_FILE", d.internal_token_file, env),
             pending_ttl_s=env_int("PAYRAIL_PENDING_TTL_S", d.pending_ttl_s, minimum=1, env=env),
             verification_ttl_s=env_int(
                 "PAYRAIL_VERIFICATION_TTL_S", d.verification_ttl_s, minimum=1, env=env

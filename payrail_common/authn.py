@@ -11,6 +11,7 @@ to the log and the metrics.
 from __future__ import annotations
 
 import contextvars
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -104,3 +105,59 @@ def method_paths(service: Any, names: tuple[str, ...] | None = None) -> frozense
         for m in service.methods
         if names is None or m.name in names
     )
+
+
+# Metadata key carrying the shared service credential on internal calls.
+SERVICE_TOKEN_KEY = "x-payrail-service-token"  # noqa: S105 - a header name
+
+
+class ServiceTokenAuthenticator:
+    """Internal RPCs (PaymentOpsService) accept only callers holding the service token.
+
+    A shared 32-byte secret, distributed like the other keys, sent as metadata and
+    compared in constant time. It keeps anything that merely reaches the internal port
+    from dispatching, failing or sweeping payments.
+    """
+
+    def __init__(self, token: bytes) -> None:
+        self._token = token.hex()
+
+    @asynccontextmanager
+    async def around(self, method: str, context: Any) -> AsyncIterator[None]:
+        presented = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == SERVICE_TOKEN_KEY and isinstance(value, str):
+                presented = value
+        if not hmac.compare_digest(presented.encode(), self._token.encode()):
+            AUTH_REFUSED.labels("service_token").inc()
+            log.warning("internal call refused", extra={"method": method})
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, "service credentials required")
+        yield
+
+    def interceptor(self, methods: frozenset[str]) -> AroundInterceptor:
+        return AroundInterceptor(self.around, methods)
+
+
+def service_token_metadata(token: bytes) -> tuple[tuple[str, str], ...]:
+    """Call metadata presenting the service token (see ServiceTokenAuthenticator)."""
+    return ((SERVICE_TOKEN_KEY, token.hex()),)
+
+
+class ServiceTokenClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the service token to every unary call made on a channel."""
+
+    def __init__(self, token: bytes) -> None:
+        self._metadata = service_token_metadata(token)
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        metadata = tuple(client_call_details.metadata or ()) + self._metadata
+        details = grpc.aio.ClientCallDetails(
+            method=client_call_details.method,
+            timeout=client_call_details.timeout,
+            metadata=grpc.aio.Metadata(*metadata),
+            credentials=client_call_details.credentials,
+            wait_for_ready=client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)

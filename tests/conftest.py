@@ -75,6 +75,7 @@ class JwtKeys:
     public_path: Path
     vault_key_path: Path
     fingerprint_key_path: Path
+    internal_token_path: Path
 
     @property
     def vault_spec(self) -> str:
@@ -100,6 +101,7 @@ def make_keys(directory: Path, kid: str) -> JwtKeys:
         public_path,
         generate_secret_file(directory, f"vault-{kid}"),
         generate_secret_file(directory, "vault-fingerprint"),
+        generate_secret_file(directory, "internal-token"),
     )
 
 

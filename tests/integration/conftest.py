@@ -25,6 +25,7 @@ def payment_settings(stack: StackEnv, keys: JwtKeys) -> PaymentSettings:
         vault_keys=keys.vault_spec,
         vault_active_key=keys.kid,
         vault_fingerprint_key=str(keys.fingerprint_key_path),
+        internal_token_file=str(keys.internal_token_path),
         port=0,
         metrics_port=0,
         pg_dsn=stack.pg_dsn,

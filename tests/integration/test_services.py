@@ -11,8 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway_svc import bootstrap as gateway_bootstrap
+from payrail.internal.v1 import payment_ops_pb2 as ops
+from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
+from payrail_common.authn import service_token_metadata
+from payrail_common.keys import read_secret_file
 from tests.conftest import JwtKeys, StackEnv, free_port
 from tests.helpers import register_and_login
 from tests.integration.conftest import Platform, gateway_settings
@@ -101,3 +105,24 @@ async def test_edge_without_payment_svc_is_unavailable_and_not_serving(
     # A clear message for the client; no internal addresses or transport noise.
     assert "temporarily unavailable" in (info.value.details() or "")
     assert "127.0.0.1" not in (info.value.details() or "")
+
+
+async def test_internal_operations_require_the_service_token(
+    platform: Platform, jwt_keys: JwtKeys
+) -> None:
+    _, payment = platform
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{payment.port}") as channel:
+        stub = payment_ops_pb2_grpc.PaymentOpsServiceStub(channel)
+        for metadata in ((), (("x-payrail-service-token", "00" * 32),)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.FailPayment(
+                    ops.FailPaymentRequest(payment_id="x", failure_code="x"),
+                    metadata=metadata,
+                    timeout=5,
+                )
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        token = read_secret_file(jwt_keys.internal_token_path)
+        listed = await stub.ListGateways(
+            ops.ListGatewaysRequest(), metadata=service_token_metadata(token), timeout=5
+        )
+        assert all(g.topic.startswith("gateway.") for g in listed.gateways)
