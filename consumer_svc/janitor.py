@@ -10,7 +10,6 @@ consumer_svc replicas may run a janitor each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -19,13 +18,16 @@ from prometheus_client import Counter
 from consumer_svc.processor import Processor
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
 SWEPT = Counter("payrail_janitor_payments_total", "Payments the janitor acted on.", ["action"])
 
 
-class Janitor:
+class Janitor(BackgroundLoop):
+    task_name = "janitor"
+
     def __init__(
         self,
         *,
@@ -40,7 +42,6 @@ class Janitor:
         self._interval_s = interval_s
         self._batch_max = batch_max
         self._rpc_timeout_s = rpc_timeout_s
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep_once(self) -> int:
         """One pass; returns how many payments it acted on."""
@@ -64,16 +65,6 @@ class Janitor:
                 },
             )
         return acted
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="janitor")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -18,7 +18,6 @@ error, and the consumer moves on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
@@ -39,6 +38,7 @@ from payrail.events.v1 import events_pb2
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
+from payrail_common.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-class ConsumerLoop:
+class ConsumerLoop(BackgroundLoop):
     """Runs a handler over a topic in a consumer group with bounded retries and a DLQ."""
 
     def __init__(
@@ -262,17 +262,7 @@ class ConsumerLoop:
         # Records of one batch are handled concurrently (each event is about its own
         # payment); the semaphore bounds the RPCs in flight.
         self._slots = asyncio.Semaphore(concurrency_max)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"consumer-{self._group}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self.task_name = f"consumer-{group}"
 
     async def _run(self) -> None:
         while True:

@@ -11,7 +11,6 @@ degraded under its own name without taking the service out of rotation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 from prometheus_client import Gauge
+
+from payrail_common.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ def health_name(probe_name: str) -> str:
     return f"payrail.dependency.{probe_name}"
 
 
-class DependencyMonitor:
+class DependencyMonitor(BackgroundLoop):
     """Runs probes every interval_s and mirrors their results into the health service."""
+
+    task_name = "dependency-monitor"
 
     def __init__(
         self,
@@ -59,7 +62,6 @@ class DependencyMonitor:
         self._interval_s = interval_s
         self._timeout_s = timeout_s
         self._up: dict[str, bool] = {}
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def status(self) -> dict[str, bool]:
@@ -110,17 +112,7 @@ class DependencyMonitor:
                 raise TimeoutError(f"dependencies not ready after {timeout_s:.0f} s: {down}")
             await asyncio.sleep(min(0.5, self._interval_s))
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="dependency-monitor")
-
-    async def _loop(self) -> None:
+    async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             await self.check_once()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
