@@ -133,8 +133,8 @@ def payment_to_pb(view: PaymentView) -> pb.Payment:
     return message
 
 
-def created_event(view: PaymentView, card_fingerprint: str | None) -> tuple[str, bytes]:
-    """(event id, serialized PaymentEvent) announcing a new payment."""
+def _event(view: PaymentView, **kind: object) -> tuple[str, bytes]:
+    """(event id, serialized PaymentEvent) for the view, with the given oneof member."""
     event_id = str(uuid.uuid4())
     event = events_pb2.PaymentEvent(
         event_id=event_id,
@@ -142,24 +142,26 @@ def created_event(view: PaymentView, card_fingerprint: str | None) -> tuple[str,
         version=view.version,
         occur_time=timestamp(view.update_time),
         user_id=view.user_id,
+        **kind,  # type: ignore[arg-type]
+    )
+    return event_id, event.SerializeToString()
+
+
+def created_event(view: PaymentView, card_fingerprint: str | None) -> tuple[str, bytes]:
+    """An event announcing a new payment."""
+    return _event(
+        view,
         created=events_pb2.PaymentCreated(
             payment=payment_to_pb(view), card_fingerprint=card_fingerprint or ""
         ),
     )
-    return event_id, event.SerializeToString()
 
 
 def status_changed_event(view: PaymentView, previous: PaymentStatus) -> tuple[str, bytes]:
-    """(event id, serialized PaymentEvent) announcing a status change."""
-    event_id = str(uuid.uuid4())
-    event = events_pb2.PaymentEvent(
-        event_id=event_id,
-        payment_id=view.payment_id,
-        version=view.version,
-        occur_time=timestamp(view.update_time),
-        user_id=view.user_id,
+    """An event announcing a status change."""
+    return _event(
+        view,
         status_changed=events_pb2.PaymentStatusChanged(
             previous_status=status_to_pb(previous), payment=payment_to_pb(view)
         ),
     )
-    return event_id, event.SerializeToString()

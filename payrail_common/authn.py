@@ -35,13 +35,27 @@ AUTH_REFUSED = Counter(
 SessionCheck = Callable[[Principal], Awaitable[bool]]
 
 
+def metadata_values(context: Any, key: str) -> list[str]:
+    """Every text value of request metadata ``key``, in order."""
+    return [
+        value
+        for name, value in context.invocation_metadata() or ()
+        if name == key and isinstance(value, str)
+    ]
+
+
+def metadata_value(context: Any, key: str) -> str:
+    """The last text value of request metadata ``key``, or "" when absent."""
+    values = metadata_values(context, key)
+    return values[-1] if values else ""
+
+
 def bearer_token(context: Any) -> str:
     """The token of ``authorization: Bearer <token>``, or "" when absent or malformed."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.strip().partition(" ")
-            if scheme.lower() == "bearer":
-                return token.strip()
+    for value in metadata_values(context, "authorization"):
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip()
     return ""
 
 
@@ -124,10 +138,7 @@ class ServiceTokenAuthenticator:
 
     @asynccontextmanager
     async def around(self, method: str, context: Any) -> AsyncIterator[None]:
-        presented = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == SERVICE_TOKEN_KEY and isinstance(value, str):
-                presented = value
+        presented = metadata_value(context, SERVICE_TOKEN_KEY)
         if not hmac.compare_digest(presented.encode(), self._token.encode()):
             AUTH_REFUSED.labels("service_token").inc()
             log.warning("internal call refused", extra={"method": method})

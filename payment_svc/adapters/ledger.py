@@ -12,7 +12,7 @@ import uuid
 
 import asyncpg
 
-from payment_svc.adapters.postgres import release_hold
+from payment_svc.adapters.postgres import release_hold, wallet_account_for_update
 from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
 from payment_svc.service.ports import PaymentView
 
@@ -28,22 +28,6 @@ async def system_account(conn: asyncpg.Connection, purpose: str, currency_code: 
         "SELECT id FROM payments.ledger_accounts"
         " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2",
         purpose,
-        currency_code,
-    )
-    return account_id
-
-
-async def wallet_account(conn: asyncpg.Connection, user_id: uuid.UUID, currency_code: str) -> int:
-    await conn.execute(
-        "INSERT INTO payments.ledger_accounts (owner_user_id, purpose, currency_code)"
-        " VALUES ($1, 'WALLET', $2) ON CONFLICT DO NOTHING",
-        user_id,
-        currency_code,
-    )
-    account_id: int = await conn.fetchval(
-        "SELECT id FROM payments.ledger_accounts"
-        " WHERE owner_user_id = $1 AND purpose = 'WALLET' AND currency_code = $2 FOR UPDATE",
-        user_id,
         currency_code,
     )
     return account_id
@@ -90,7 +74,7 @@ async def settle(conn: asyncpg.Connection, view: PaymentView) -> None:
     user_id = uuid.UUID(view.user_id)
     external = await system_account(conn, "EXTERNAL", currency)
     if view.kind is PaymentKind.DEPOSIT:
-        wallet = await wallet_account(conn, user_id, currency)
+        wallet = (await wallet_account_for_update(conn, user_id, currency))["id"]
         await post_entry(conn, payment_id, "deposit", [(external, -amount), (wallet, amount)])
         return
     wallet_funded = view.kind is PaymentKind.WITHDRAWAL or (

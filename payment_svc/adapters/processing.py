@@ -48,6 +48,16 @@ def _uuid(value: str) -> uuid.UUID:
         raise NotFound("payment") from None
 
 
+async def vaulted_card(conn: asyncpg.Connection, payment_id: uuid.UUID) -> SealedPan | None:
+    """The payment's encrypted card, or None for a wallet-funded payment."""
+    card = await conn.fetchrow(
+        "SELECT key_id, nonce, ciphertext FROM payments.cards WHERE payment_id = $1", payment_id
+    )
+    if card is None:
+        return None
+    return SealedPan(card["key_id"], bytes(card["nonce"]), bytes(card["ciphertext"]))
+
+
 async def _locked_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> PaymentView:
     row = await conn.fetchrow(
         f"SELECT {PAYMENT_COLUMNS} FROM payments.payments WHERE id = $1 FOR UPDATE",  # noqa: S608
@@ -103,20 +113,16 @@ class PostgresProcessingRepository:
         )
         return [_gateway(r) for r in rows]
 
-    async def gateway_secrets(self, gateway_id: str) -> Sequence[bytes] | None:
-        rows = await self._pool.fetch(
-            "SELECT s.secret FROM payments.gateway_secrets s"
-            " JOIN payments.gateways g ON g.id = s.gateway_id"
-            " WHERE s.gateway_id = $1 AND s.active AND g.enabled",
+    async def gateway_callback_auth(self, gateway_id: str) -> tuple[str, Sequence[bytes]] | None:
+        row = await self._pool.fetchrow(
+            "SELECT g.wire_format, array_agg(s.secret) AS secrets"
+            " FROM payments.gateways g JOIN payments.gateway_secrets s ON s.gateway_id = g.id"
+            " WHERE g.id = $1 AND g.enabled AND s.active GROUP BY g.wire_format",
             gateway_id,
         )
-        return [bytes(r["secret"]) for r in rows] or None
-
-    async def gateway_format(self, gateway_id: str) -> str | None:
-        fmt: str | None = await self._pool.fetchval(
-            "SELECT wire_format FROM payments.gateways WHERE id = $1", gateway_id
-        )
-        return fmt
+        if row is None:
+            return None
+        return row["wire_format"], [bytes(secret) for secret in row["secrets"]]
 
     async def begin_dispatch(
         self, payment_id: str, gateway_id: str, now: datetime
@@ -162,15 +168,7 @@ class PostgresProcessingRepository:
                 )
             else:
                 return DispatchRecord(current, gateway, 0, None, None, dispatch=False)
-            card = await conn.fetchrow(
-                "SELECT key_id, nonce, ciphertext FROM payments.cards WHERE payment_id = $1",
-                pid,
-            )
-        sealed = (
-            None
-            if card is None
-            else SealedPan(card["key_id"], bytes(card["nonce"]), bytes(card["ciphertext"]))
-        )
+            sealed = await vaulted_card(conn, pid)
         return DispatchRecord(updated, gateway, attempt, deadline, sealed, dispatch=True)
 
     async def fail(
@@ -318,15 +316,7 @@ class PostgresSweeper:
                     deadline,
                     now,
                 )
-                card = await conn.fetchrow(
-                    "SELECT key_id, nonce, ciphertext FROM payments.cards WHERE payment_id = $1",
-                    uuid.UUID(current.payment_id),
-                )
-                sealed = (
-                    None
-                    if card is None
-                    else SealedPan(card["key_id"], bytes(card["nonce"]), bytes(card["ciphertext"]))
-                )
+                sealed = await vaulted_card(conn, uuid.UUID(current.payment_id))
                 redispatch.append(
                     DispatchRecord(current, gateway, attempt, deadline, sealed, dispatch=True)
                 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway_sdk.signing import SIGNATURE_HEADER
 from payment_svc.api.errors import mapped_errors
 from payment_svc.domain.errors import ValidationFailed
 from payment_svc.domain.status import PaymentKind
@@ -17,9 +18,9 @@ from payment_svc.service.processing_ports import GatewayView
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common.authn import metadata_value
 from payrail_common.fields import FieldViolation
 
-SIGNATURE_HEADER = "x-payrail-signature"
 SWEEP_LIMIT_MAX = 1000
 
 
@@ -98,10 +99,7 @@ class CallbackServicer(callbacks_pb2_grpc.CallbackServiceServicer):
     async def ReportResult(
         self, request: callbacks_pb2.ReportResultRequest, context: Any
     ) -> callbacks_pb2.ReportResultResponse:
-        header = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == SIGNATURE_HEADER and isinstance(value, str):
-                header = value
+        header = metadata_value(context, SIGNATURE_HEADER)
         async with mapped_errors(context):
             applied = await self._processing.report_result(
                 request.gateway_id, request.payload, header

@@ -173,10 +173,10 @@ class Processing:
 
     async def report_result(self, gateway_id: str, payload: bytes, header: str) -> AppliedResult:
         """Verify, decode and apply one gateway callback."""
-        secrets = await self._repository.gateway_secrets(gateway_id)
-        wire_format = await self._repository.gateway_format(gateway_id)
-        if not secrets or wire_format is None:
+        auth = await self._repository.gateway_callback_auth(gateway_id)
+        if auth is None:
             raise CallbackRejected("unknown_gateway")
+        wire_format, secrets = auth
         now = self._clock()
         try:
             self._crypto.verify(payload, header, secrets, int(now.timestamp()))

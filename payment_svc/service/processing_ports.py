@@ -45,10 +45,9 @@ class AppliedResult:
 class ProcessingRepository(Protocol):
     async def list_gateways(self) -> Sequence[GatewayView]: ...
 
-    async def gateway_secrets(self, gateway_id: str) -> Sequence[bytes] | None:
-        """Active callback secrets, or None for an unknown or disabled gateway."""
-
-    async def gateway_format(self, gateway_id: str) -> str | None: ...
+    async def gateway_callback_auth(self, gateway_id: str) -> tuple[str, Sequence[bytes]] | None:
+        """(wire format, active callback secrets) of an enabled gateway that has at least
+        one active secret; None otherwise."""
 
     async def begin_dispatch(
         self, payment_id: str, gateway_id: str, now: datetime
