@@ -9,8 +9,9 @@ import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer_svc.config import Settings
+from consumer_svc.consuming import ConsumerLoop
 from consumer_svc.janitor import Janitor
-from consumer_svc.processor import EVENTS_TOPIC, ConsumerLoop, Processor
+from consumer_svc.processor import EVENTS_TOPIC, Processor
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail_common.authn import ServiceTokenClientInterceptor
 from payrail_common.dependencies import KafkaCheck, grpc_health_check, postgres_check

@@ -136,11 +136,28 @@ def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gateway-keys")
 
 
+# Risk limits of the e2e processes unless a module says otherwise: high enough that the
+# bursts of payments other modules make are never refused as velocity or amount outliers.
+RELAXED_RISK = {
+    "PAYRAIL_RISK_VELOCITY_MAX_PER_CARD": "1000000",
+    "PAYRAIL_RISK_VELOCITY_MAX_PER_USER": "1000000",
+    "PAYRAIL_RISK_AMOUNT_FACTOR": "1000000",
+}
+
+
+@pytest.fixture(scope="module")
+def service_env() -> dict[str, str]:
+    """Extra environment for this module's processes; a module overrides it to test
+    other settings (e.g. tests/e2e/test_risk.py with the real risk limits)."""
+    return dict(RELAXED_RISK)
+
+
 @pytest.fixture(scope="module")
 def services(  # one set of processes per test module
     stack: StackEnv,
     jwt_keys: JwtKeys,
     gateway_keys: Path,
+    service_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[Running]]:
     logs = tmp_path_factory.mktemp("logs")
@@ -180,6 +197,8 @@ def services(  # one set of processes per test module
         "PAYRAIL_PROCESSOR_GROUP": f"payrail-processor-{uuid.uuid4().hex[:8]}",
         "PAYRAIL_JANITOR_INTERVAL_S": "1",
         "PAYRAIL_DISPATCH_ATTEMPTS_MAX": str(DISPATCH_ATTEMPTS_MAX),
+        "PAYRAIL_NOTIFICATIONS_SINK_FILE": str(logs / "notifications.jsonl"),
+        **service_env,
     }
     register_sandbox_gateways(env, gateway_keys)
     skip_old_events(stack.kafka_bootstrap, env["PAYRAIL_PROCESSOR_GROUP"])

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PaymentEvent(_message.Message):
-    __slots__ = ("event_id", "payment_id", "version", "occur_time", "user_id", "created", "status_changed")
+    __slots__ = ("event_id", "payment_id", "version", "occur_time", "user_id", "created", "status_changed", "verified")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class PaymentEvent(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     STATUS_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     payment_id: str
     version: int
@@ -26,7 +27,8 @@ class PaymentEvent(_message.Message):
     user_id: str
     created: PaymentCreated
     status_changed: PaymentStatusChanged
-    def __init__(self, event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., version: _Optional[int] = ..., occur_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., created: _Optional[_Union[PaymentCreated, _Mapping]] = ..., status_changed: _Optional[_Union[PaymentStatusChanged, _Mapping]] = ...) -> None: ...
+    verified: PaymentVerified
+    def __init__(self, event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., version: _Optional[int] = ..., occur_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., created: _Optional[_Union[PaymentCreated, _Mapping]] = ..., status_changed: _Optional[_Union[PaymentStatusChanged, _Mapping]] = ..., verified: _Optional[_Union[PaymentVerified, _Mapping]] = ...) -> None: ...
 
 class PaymentCreated(_message.Message):
     __slots__ = ("payment", "card_fingerprint")
@@ -43,3 +45,9 @@ class PaymentStatusChanged(_message.Message):
     previous_status: _payments_pb2.PaymentStatus
     payment: _payments_pb2.Payment
     def __init__(self, previous_status: _Optional[_Union[_payments_pb2.PaymentStatus, str]] = ..., payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class PaymentVerified(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...

@@ -79,6 +79,40 @@ class FailPaymentResponse(_message.Message):
     payment: _payments_pb2.Payment
     def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
 
+class DenyPaymentRequest(_message.Message):
+    __slots__ = ("payment_id", "failure_code", "failure_message")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_CODE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    failure_code: str
+    failure_message: str
+    def __init__(self, payment_id: _Optional[str] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ...) -> None: ...
+
+class DenyPaymentResponse(_message.Message):
+    __slots__ = ("payment",)
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ...) -> None: ...
+
+class RequireVerificationRequest(_message.Message):
+    __slots__ = ("payment_id", "reason")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RequireVerificationResponse(_message.Message):
+    __slots__ = ("payment", "code", "expire_time")
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    payment: _payments_pb2.Payment
+    code: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ..., code: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class SweepRequest(_message.Message):
     __slots__ = ("limit",)
     LIMIT_FIELD_NUMBER: _ClassVar[int]

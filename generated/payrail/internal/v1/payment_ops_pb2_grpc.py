@@ -54,6 +54,16 @@ class PaymentOpsServiceStub:
                 request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.SerializeToString,
                 response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentResponse.FromString,
                 _registered_method=True)
+        self.DenyPayment = channel.unary_unary(
+                '/payrail.internal.v1.PaymentOpsService/DenyPayment',
+                request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.DenyPaymentRequest.SerializeToString,
+                response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.DenyPaymentResponse.FromString,
+                _registered_method=True)
+        self.RequireVerification = channel.unary_unary(
+                '/payrail.internal.v1.PaymentOpsService/RequireVerification',
+                request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.RequireVerificationRequest.SerializeToString,
+                response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.RequireVerificationResponse.FromString,
+                _registered_method=True)
         self.Sweep = channel.unary_unary(
                 '/payrail.internal.v1.PaymentOpsService/Sweep',
                 request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.SerializeToString,
@@ -76,7 +86,8 @@ class PaymentOpsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BeginDispatch(self, request, context):
-        """BeginDispatch moves a PENDING payment to PROCESSING at the chosen gateway and returns
+        """BeginDispatch moves a PENDING payment (or a REQUIRES_VERIFICATION one its owner has
+        verified) to PROCESSING at the chosen gateway and returns
         what the gateway request needs, with the card sealed to that gateway's public key.
         Repeating it for a payment already PROCESSING at the same gateway returns the same
         dispatch (same attempt), so a redelivered event cannot dispatch twice.
@@ -86,19 +97,40 @@ class PaymentOpsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FailPayment(self, request, context):
-        """FailPayment ends a payment that cannot be processed (no route, risk denial) with a
-        failure code; holds are released. Repeating it is a no-op.
+        """FailPayment ends a payment that cannot be processed (no route) with a failure code;
+        holds are released. Repeating it is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenyPayment(self, request, context):
+        """DenyPayment ends a PENDING payment the risk rules refused: DENIED with the rule as
+        failure code and the rule's explanation as message; holds are released. Repeating
+        it is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequireVerification(self, request, context):
+        """RequireVerification moves a PENDING payment the risk rules flagged to
+        REQUIRES_VERIFICATION and issues a fresh six-digit one-time code, returned here so
+        the caller can deliver it; payment_svc keeps only a hash of it. Repeating it for a
+        payment already waiting re-issues the code (the previous one stops working) without
+        resetting the wrong-code count or the expiry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Sweep(self, request, context):
-        """Sweep is the janitor's pass: it expires PENDING and REQUIRES_VERIFICATION payments
-        that waited too long, fails PROCESSING payments whose gateway never answered within
-        the allowed attempts (gateway_timeout, holds released), and claims the others past
-        their callback deadline for re-dispatch (attempt + 1, same payment id). Claims are
-        exclusive, so several janitors never re-dispatch one payment twice.
+        """Sweep is the janitor's pass: it expires PENDING payments that waited too long, denies
+        REQUIRES_VERIFICATION payments whose challenge expired (verification_expired), fails
+        PROCESSING payments whose gateway never answered within the allowed attempts
+        (gateway_timeout, holds released), and claims the others past their callback deadline
+        for re-dispatch (attempt + 1, same payment id). Claims are exclusive, so several
+        janitors never re-dispatch one payment twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +153,16 @@ def add_PaymentOpsServiceServicer_to_server(servicer, server):
                     servicer.FailPayment,
                     request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.FromString,
                     response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentResponse.SerializeToString,
+            ),
+            'DenyPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyPayment,
+                    request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.DenyPaymentRequest.FromString,
+                    response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.DenyPaymentResponse.SerializeToString,
+            ),
+            'RequireVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequireVerification,
+                    request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.RequireVerificationRequest.FromString,
+                    response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.RequireVerificationResponse.SerializeToString,
             ),
             'Sweep': grpc.unary_unary_rpc_method_handler(
                     servicer.Sweep,
@@ -213,6 +255,60 @@ class PaymentOpsService:
             '/payrail.internal.v1.PaymentOpsService/FailPayment',
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.SerializeToString,
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payrail.internal.v1.PaymentOpsService/DenyPayment',
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.DenyPaymentRequest.SerializeToString,
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.DenyPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequireVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payrail.internal.v1.PaymentOpsService/RequireVerification',
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.RequireVerificationRequest.SerializeToString,
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.RequireVerificationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -115,7 +115,10 @@ class PaymentServiceServicer:
 
     def VerifyPayment(self, request, context):
         """VerifyPayment answers a step-up challenge for a payment in REQUIRES_VERIFICATION,
-        with the one-time code sent to the owner or with an explicit decline.
+        with the six-digit one-time code sent to the owner or with an explicit decline.
+        A wrong code answers INVALID_ARGUMENT (reason VERIFICATION_CODE_INVALID, metadata
+        attempts_remaining); the fifth wrong code, a decline or an expired challenge make the
+        payment DENIED. A payment not awaiting verification answers FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
