@@ -6,6 +6,13 @@ the bound port (port 0 picks a free one, which is how tests start services in-pr
 :func:`serve` runs it until SIGTERM or SIGINT and then shuts down gracefully: health
 turns NOT_SERVING first so load balancers stop sending, in-flight calls get a grace
 period, then the service's own resources are closed.
+
+Process-level tuning (:class:`ServerTuning`, set once by :mod:`payrail_common.runtime`
+from the environment before the service builds its server): ``reuse_port`` lets several
+worker processes of one service bind the same port (SO_REUSEPORT; the kernel spreads
+incoming connections over them), and ``inflight_max`` bounds the unary calls one process
+works on at once; beyond it a call is answered RESOURCE_EXHAUSTED at once (load
+shedding) instead of queueing until every caller times out.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from payrail_common.interceptors import observability_interceptor
+from payrail_common.interceptors import InflightLimiter, observability_interceptor
 from payrail_common.probes import DependencyMonitor
 
 log = logging.getLogger(__name__)
@@ -31,7 +38,35 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+# Unary calls one server process works on at once before it sheds (RESOURCE_EXHAUSTED).
+# Enough for bursts at the rates one process sustains (about 1,000/s at ~20 ms each is
+# 20 in flight), small enough that a call admitted under overload still finishes well
+# within any caller's deadline.
+INFLIGHT_MAX_DEFAULT = 256
+
 Registrar = Callable[[grpc.aio.Server], None]
+
+
+@dataclass(frozen=True)
+class ServerTuning:
+    """How this process's servers are built; see the module docstring."""
+
+    reuse_port: bool = False
+    # 0 turns the in-flight bound off.
+    inflight_max: int = INFLIGHT_MAX_DEFAULT
+
+
+_tuning = ServerTuning()
+
+
+def configure(tuning: ServerTuning) -> None:
+    """Set the tuning for every server this process creates from now on."""
+    global _tuning
+    _tuning = tuning
+
+
+def current_tuning() -> ServerTuning:
+    return _tuning
 
 
 @dataclass
@@ -79,11 +114,16 @@ def create_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> ServerHandle:
     """Build a server with health, reflection and observability, bound to host:port."""
+    tuning = _tuning
+    # The limiter goes first: a shed call costs no authentication and no access log.
+    limiter = [InflightLimiter(tuning.inflight_max)] if tuning.inflight_max > 0 else []
     server = grpc.aio.server(
-        interceptors=[observability_interceptor(), *interceptors],
+        interceptors=[*limiter, observability_interceptor(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            # Off unless this service runs several worker processes: then a second,
+            # unrelated process on the same port would silently share its traffic.
+            ("grpc.so_reuseport", 1 if tuning.reuse_port else 0),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.keepalive_timeout_ms", 20_000),
         ],

@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +116,58 @@ async def observe(method: str, context: Any) -> AsyncIterator[None]:
 
 def observability_interceptor() -> AroundInterceptor:
     return AroundInterceptor(observe)
+
+
+RPC_SHED = Counter(
+    "payrail_grpc_server_shed_total",
+    "Unary RPCs answered RESOURCE_EXHAUSTED because the process had inflight_max in flight.",
+    ["grpc_method"],
+)
+INFLIGHT = Gauge("payrail_grpc_server_inflight", "Unary RPCs this process is working on right now.")
+SHED_DETAILS = "server busy: too many calls in flight; retry with backoff"
+
+
+class InflightLimiter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Load shedding: at most ``inflight_max`` unary calls in flight in this process.
+
+    A call beyond the bound is answered RESOURCE_EXHAUSTED at once, before any
+    authentication or work, so an overloaded process spends its time on the calls it
+    admitted (which then finish within their deadlines) instead of queueing every call
+    until all of them time out. Streaming calls (WatchPayment) are long-lived and are
+    not counted; infrastructure calls (health, reflection) are never shed.
+    """
+
+    def __init__(self, inflight_max: int) -> None:
+        if inflight_max < 1:
+            raise ValueError(f"inflight_max must be >= 1, got {inflight_max}")
+        self._max = inflight_max
+        self._inflight = 0
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def intercept_service(self, continuation: Continuation, details: Any) -> Any:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or handler.unary_unary is None or method.startswith(INFRA_PREFIXES):
+            return handler
+        inner = handler.unary_unary
+
+        async def limited(request: Any, context: Any) -> Any:
+            if self._inflight >= self._max:
+                RPC_SHED.labels(method).inc()
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, SHED_DETAILS)
+            self._inflight += 1
+            INFLIGHT.set(self._inflight)
+            try:
+                return await inner(request, context)
+            finally:
+                self._inflight -= 1
+                INFLIGHT.set(self._inflight)
+
+        return grpc.unary_unary_rpc_method_handler(
+            limited,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,171 @@
+"""``python -m bench``: run the benchmark, serve the echo baseline, refresh the docs.
+
+    python -m bench run [flags]          the whole benchmark against a running platform
+    python -m bench docs REPORT.json     re-render docs/performance.md from a report
+    python -m bench echo-server          (internal) the echo baseline's server process
+
+Loads only ever target 127.0.0.1: ``--target`` and the DSN/bootstrap must be loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+from bench import echo, report
+from bench.runner import Bench, BenchConfig, say
+
+DEFAULT_OUT = Path(".data/bench")
+DEFAULT_DOCS = Path("docs/performance.md")
+
+
+def _loopback(host_port: str, what: str) -> None:
+    host = host_port.rsplit(":", 1)[0].strip("[]")
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError as exc:
+        raise SystemExit(f"{what}: cannot resolve {host!r}: {exc}") from None
+    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise SystemExit(f"{what} must be a loopback address (127.0.0.1), got {host_port!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = BenchConfig()
+
+    run = sub.add_parser("run", help="run the benchmark against a running platform")
+    env = os.environ.get
+    run.add_argument("--target", default=env("PAYRAIL_BENCH_TARGET", d.target))
+    run.add_argument("--pg-dsn", default=env("PAYRAIL_PG_DSN", d.pg_dsn))
+    run.add_argument("--kafka", default=env("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap))
+    run.add_argument("--users", type=int, default=d.users, help="accounts, each its own token")
+    run.add_argument("--channels", type=int, default=d.channels, help="client connections")
+    run.add_argument("--timeout-s", type=float, default=d.timeout_s, help="deadline per call")
+    run.add_argument("--warmup-s", type=float, default=d.warmup_s)
+    run.add_argument("--rate", type=float, default=None, help="sustained rate (default: step)")
+    run.add_argument("--duration-s", type=float, default=d.duration_s, help="sustained run")
+    run.add_argument("--no-step", dest="step", action="store_false", help="skip the search")
+    run.add_argument("--step-start", type=float, default=d.step_start_rate)
+    run.add_argument("--step-factor", type=float, default=d.step_factor)
+    run.add_argument("--step-duration-s", type=float, default=d.step_duration_s)
+    run.add_argument("--step-max", type=float, default=d.step_rate_max)
+    run.add_argument("--p99-limit-ms", type=float, default=d.p99_limit_ms)
+    run.add_argument("--e2e-rate", type=float, default=d.e2e_rate, help="0 skips the e2e run")
+    run.add_argument("--e2e-duration-s", type=float, default=d.e2e_duration_s)
+    run.add_argument("--no-overload", dest="overload", action="store_false")
+    run.add_argument("--overload-s", type=float, default=d.overload_s)
+    run.add_argument("--recovery-s", type=float, default=d.recovery_s)
+    run.add_argument("--no-echo", dest="echo", action="store_false")
+    run.add_argument("--echo-start", type=float, default=d.echo_start_rate)
+    run.add_argument("--no-pgbench", dest="pgbench", action="store_false")
+    run.add_argument("--pgbench-clients", type=int, default=d.pgbench_clients)
+    run.add_argument("--pgbench-duration-s", type=int, default=d.pgbench_duration_s)
+    run.add_argument("--settle-timeout-s", type=float, default=d.settle_timeout_s)
+    run.add_argument(
+        "--quiet-timeout-s",
+        type=float,
+        default=d.quiet_timeout_s,
+        help="wait up to this long before each phase for the pipeline to drain (0: no wait)",
+    )
+    run.add_argument(
+        "--run-dir", default=d.run_dir, help="the stack's pid files (CPU per component)"
+    )
+    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
+    run.add_argument(
+        "--docs", type=Path, default=None, help="also refresh this performance.md's figures"
+    )
+    run.add_argument("--no-progress", dest="progress", action="store_false")
+
+    docs = sub.add_parser("docs", help="render a report's figures into docs/performance.md")
+    docs.add_argument("report", type=Path)
+    docs.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
+
+    srv = sub.add_parser("echo-server", help="(internal) the echo baseline server")
+    srv.add_argument("--port", type=int, default=0)
+    srv.add_argument("--response-bytes", type=int, default=200)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> BenchConfig:
+    _loopback(args.target, "--target")
+    _loopback(args.kafka.split(",")[0], "--kafka")
+    return BenchConfig(
+        target=args.target,
+        pg_dsn=args.pg_dsn,
+        kafka_bootstrap=args.kafka,
+        users=args.users,
+        channels=args.channels,
+        timeout_s=args.timeout_s,
+        warmup_s=args.warmup_s,
+        rate=args.rate,
+        duration_s=args.duration_s,
+        step=args.step,
+        step_start_rate=args.step_start,
+        step_factor=args.step_factor,
+        step_duration_s=args.step_duration_s,
+        step_rate_max=args.step_max,
+        p99_limit_ms=args.p99_limit_ms,
+        e2e_rate=args.e2e_rate,
+        e2e_duration_s=args.e2e_duration_s,
+        overload=args.overload,
+        overload_s=args.overload_s,
+        recovery_s=args.recovery_s,
+        echo=args.echo,
+        echo_start_rate=args.echo_start,
+        pgbench=args.pgbench,
+        pgbench_clients=args.pgbench_clients,
+        pgbench_duration_s=args.pgbench_duration_s,
+        settle_timeout_s=args.settle_timeout_s,
+        quiet_timeout_s=args.quiet_timeout_s,
+        progress=args.progress,
+        run_dir=args.run_dir,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_path = args.out / f"report-{stamp}.json"
+    png_path = args.out / f"latency-{stamp}.png"
+    say(f"writing {json_path} and {png_path}")
+    run = asyncio.run(Bench(config).execute())
+    doc = report.build(run)
+    report.write_json(doc, json_path)
+    report.write_chart(doc, png_path)
+    shutil.copyfile(json_path, args.out / "latest.json")
+    shutil.copyfile(png_path, args.out / "latest.png")
+    print("\n".join(report.summary_lines(doc)))  # noqa: T201 - the CLI's output
+    print(f"\nreport: {json_path}\nchart:  {png_path}")  # noqa: T201
+    if args.docs is not None:
+        report.update_docs(doc, args.docs, json_name=str(json_path), png_name=str(png_path))
+        print(f"docs:   {args.docs} updated")  # noqa: T201
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "echo-server":
+        asyncio.run(echo.serve(args.port, args.response_bytes))
+        return 0
+    if args.command == "docs":
+        doc = json.loads(args.report.read_text())
+        png = args.report.with_name(args.report.name.replace("report-", "latency-")).with_suffix(
+            ".png"
+        )
+        report.update_docs(doc, args.docs, json_name=str(args.report), png_name=str(png))
+        print(f"{args.docs} updated from {args.report}")  # noqa: T201
+        return 0
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
