@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
 
 from consumer_svc.config import Settings
 from consumer_svc.consuming import ConsumerLoop
 from consumer_svc.janitor import Janitor
+from consumer_svc.notifications import NOTIFICATIONS_TOPIC, NotificationSink
 from consumer_svc.processor import EVENTS_TOPIC, Processor
+from consumer_svc.risk.engine import RiskEngine
+from consumer_svc.risk.store import RiskStore
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail_common.authn import ServiceTokenClientInterceptor
-from payrail_common.dependencies import KafkaCheck, grpc_health_check, postgres_check
+from payrail_common.dependencies import (
+    KafkaCheck,
+    grpc_health_check,
+    postgres_check,
+    redis_check,
+)
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.keys import read_secret_file
 from payrail_common.probes import DependencyMonitor, Probe
@@ -37,6 +47,10 @@ async def build(settings: Settings) -> ServerHandle:
             ServiceTokenClientInterceptor(read_secret_file(Path(settings.internal_token_file)))
         ],
     )
+    # The risk memory's location cache; PostgreSQL answers while it is down.
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
+    )
     handle = create_server(host=settings.host, port=settings.port, registrars=[], service_names=())
     monitor = DependencyMonitor(
         handle.health,
@@ -44,18 +58,20 @@ async def build(settings: Settings) -> ServerHandle:
             Probe("postgres", postgres_check(pool)),
             Probe("kafka", kafka),
             Probe("payment_svc", grpc_health_check(channel)),
+            Probe("redis", redis_check(redis), essential=False),
         ],
     )
 
     async def close_channel() -> None:
         await channel.close()
 
-    handle.on_stop.extend([pool.close, kafka.close, close_channel])
+    handle.on_stop.extend([pool.close, kafka.close, close_channel, redis.aclose])
     try:
         await monitor.wait_ready(("postgres", "kafka"), settings.startup_timeout_s)
     except TimeoutError:
         await handle.stop(0)
         raise
+    roles = set(settings.roles.split(","))
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_idempotence=True,
@@ -64,40 +80,75 @@ async def build(settings: Settings) -> ServerHandle:
         request_timeout_ms=10_000,
         client_id="payrail-processor",
     )
+    await producer.start()
+    handle.on_stop.append(producer.stop)
+    stub = payment_ops_pb2_grpc.PaymentOpsServiceStub(channel)
+    processor = Processor(
+        ops_stub=stub,
+        producer=producer,
+        pool=pool,
+        risk=RiskEngine(RiskStore(pool, redis), settings.risk),
+        group=settings.processor_group,
+    )
+    # on_stop runs last-in first-out: stop consuming, then leave the group, then flush.
+    if "processor" in roles:
+        await _consume(
+            handle,
+            settings,
+            topic=EVENTS_TOPIC,
+            group=settings.processor_group,
+            handler=processor.handle,
+            producer=producer,
+        )
+    if "notifications" in roles:
+        sink = NotificationSink(
+            pool=pool,
+            path=Path(settings.notifications_sink_file),
+            group=settings.notifications_group,
+        )
+        await _consume(
+            handle,
+            settings,
+            topic=NOTIFICATIONS_TOPIC,
+            group=settings.notifications_group,
+            handler=sink.handle,
+            producer=producer,
+        )
+    if "janitor" in roles:
+        janitor = Janitor(
+            ops_stub=stub,
+            processor=processor,
+            interval_s=settings.janitor_interval_s,
+            batch_max=settings.janitor_batch_max,
+        )
+        janitor.start()
+        handle.on_stop.append(janitor.stop)
+    handle.monitor = monitor
+    return handle
+
+
+async def _consume(
+    handle: ServerHandle,
+    settings: Settings,
+    *,
+    topic: str,
+    group: str,
+    handler: Callable[[bytes], Awaitable[str]],
+    producer: AIOKafkaProducer,
+) -> None:
+    """Join ``group`` on ``topic`` and run ``handler`` over it until the server stops."""
     consumer = AIOKafkaConsumer(
-        EVENTS_TOPIC,
+        topic,
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.processor_group,
-        client_id="payrail-processor",
+        group_id=group,
+        client_id=f"payrail-{group}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_interval_ms=300_000,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
     )
-    await producer.start()
     await consumer.start()
-    processor = Processor(
-        ops_stub=payment_ops_pb2_grpc.PaymentOpsServiceStub(channel),
-        producer=producer,
-        pool=pool,
-        group=settings.processor_group,
-    )
-    loop = ConsumerLoop(
-        consumer=consumer,
-        producer=producer,
-        handler=processor.handle,
-        group=settings.processor_group,
-    )
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, group=group)
     loop.start()
-    janitor = Janitor(
-        ops_stub=payment_ops_pb2_grpc.PaymentOpsServiceStub(channel),
-        processor=processor,
-        interval_s=settings.janitor_interval_s,
-        batch_max=settings.janitor_batch_max,
-    )
-    janitor.start()
-    # on_stop runs last-in first-out: stop consuming, then leave the group, then flush.
-    handle.on_stop.extend([producer.stop, consumer.stop, loop.stop, janitor.stop])
-    handle.monitor = monitor
-    return handle
+    handle.on_stop.extend([consumer.stop, loop.stop])

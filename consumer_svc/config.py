@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from payrail_common.config import env_int, env_str, service_fields
+from consumer_svc.risk.rules import RiskPolicy
+from payrail_common.config import ConfigError, env_float, env_int, env_str, service_fields
+
+# What one consumer_svc process can run; an operator stops one by leaving it out.
+ROLES = frozenset({"processor", "janitor", "notifications"})
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,17 @@ class Settings:
     payment_target: str = "127.0.0.1:50052"
     # Shared secret presented on payment_svc's internal PaymentOpsService.
     internal_token_file: str = ".data/keys/internal-token.key"  # noqa: S105 - a path
+    # What this process runs (comma-separated subset of ROLES).
+    roles: str = "processor,janitor,notifications"
     # Kafka consumer group of the processing pipeline (one per deployment).
     processor_group: str = "payrail-processor"
+    # The risk memory's location cache.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Risk rules (see consumer_svc/risk/rules.py).
+    risk: RiskPolicy = field(default_factory=RiskPolicy)
+    # The development notification sink: its consumer group and the file it appends to.
+    notifications_group: str = "payrail-notifications-sink"
+    notifications_sink_file: str = ".data/notifications.jsonl"
     # How often the janitor sweeps, and how many payments one sweep handles at most.
     janitor_interval_s: int = 5
     janitor_batch_max: int = 100
@@ -41,7 +54,39 @@ class Settings:
             kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
             payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
             internal_token_file=env_str("PAYRAIL_INTERNAL_TOKEN_FILE", d.internal_token_file, env),
+            roles=_roles(env_str("PAYRAIL_CONSUMER_ROLES", d.roles, env)),
             processor_group=env_str("PAYRAIL_PROCESSOR_GROUP", d.processor_group, env),
+            redis_url=env_str("PAYRAIL_REDIS_URL", d.redis_url, env),
+            risk=RiskPolicy(
+                max_speed_kmh=env_float(
+                    "PAYRAIL_RISK_MAX_SPEED_KMH", d.risk.max_speed_kmh, minimum=1, env=env
+                ),
+                velocity_window_s=env_int(
+                    "PAYRAIL_RISK_VELOCITY_WINDOW_S", d.risk.velocity_window_s, minimum=1, env=env
+                ),
+                velocity_max_per_card=env_int(
+                    "PAYRAIL_RISK_VELOCITY_MAX_PER_CARD",
+                    d.risk.velocity_max_per_card,
+                    minimum=1,
+                    env=env,
+                ),
+                velocity_max_per_user=env_int(
+                    "PAYRAIL_RISK_VELOCITY_MAX_PER_USER",
+                    d.risk.velocity_max_per_user,
+                    minimum=1,
+                    env=env,
+                ),
+                amount_factor=env_float(
+                    "PAYRAIL_RISK_AMOUNT_FACTOR", d.risk.amount_factor, minimum=1, env=env
+                ),
+                amount_min_history=env_int(
+                    "PAYRAIL_RISK_AMOUNT_MIN_HISTORY", d.risk.amount_min_history, minimum=1, env=env
+                ),
+            ),
+            notifications_group=env_str("PAYRAIL_NOTIFICATIONS_GROUP", d.notifications_group, env),
+            notifications_sink_file=env_str(
+                "PAYRAIL_NOTIFICATIONS_SINK_FILE", d.notifications_sink_file, env
+            ),
             janitor_interval_s=env_int(
                 "PAYRAIL_JANITOR_INTERVAL_S", d.janitor_interval_s, minimum=1, env=env
             ),
@@ -49,3 +94,11 @@ class Settings:
                 "PAYRAIL_JANITOR_BATCH_MAX", d.janitor_batch_max, minimum=1, maximum=1000, env=env
             ),
         )
+
+
+def _roles(raw: str) -> str:
+    chosen = [role.strip() for role in raw.split(",") if role.strip()]
+    unknown = sorted(set(chosen) - ROLES)
+    if unknown or not chosen:
+        raise ConfigError(f"PAYRAIL_CONSUMER_ROLES must name some of {sorted(ROLES)}, got {raw!r}")
+    return ",".join(chosen)

@@ -1,7 +1,10 @@
 """The processing pipeline: ``payments.events`` -> risk -> route -> dispatch.
 
-For every PaymentCreated event the processor runs the risk hook, picks the highest
-priority enabled gateway that supports the payment's kind and currency, asks payment_svc
+For every PaymentCreated event the processor asks the risk gate. DENY ends the payment
+(DENIED, the rule as failure code); REVIEW holds it for its owner (REQUIRES_VERIFICATION)
+and sends them a one-time code on the ``notifications`` topic; APPROVE — or a
+PaymentVerified event, once the owner answered with the right code — dispatches: pick the
+highest priority enabled gateway that supports the payment's kind and currency, ask payment_svc
 to mark the payment PROCESSING (BeginDispatch returns the card sealed to that gateway's
 public key), encodes the request in the gateway's wire format and publishes it to the
 gateway's topic. consumer_svc never writes payment_svc's tables.
@@ -17,16 +20,18 @@ error, and the consumer moves on.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from consumer_svc.consuming import PoisonMessage
+from consumer_svc.notifications import NOTIFICATIONS_TOPIC, verification_notification
+from consumer_svc.risk.rules import Assessment, Decision
 from gateway_sdk.formats import get as get_format
 from gateway_sdk.formats.base import GatewayMerchant, GatewayRequest, MaskedCard
 from gateway_sdk.sealing import SealedCard
@@ -41,24 +46,20 @@ DEFAULT_GROUP = "payrail-processor"
 EVENTS_TOPIC = "payments.events"
 
 
-class Decision(enum.Enum):
-    APPROVE = "approve"
-    REVIEW = "review"
-    DENY = "deny"
+class RiskGate(Protocol):
+    async def assess(self, event: events_pb2.PaymentEvent) -> Assessment:
+        """The risk decision for a PaymentCreated event (the same one on redelivery)."""
+
+    async def verified(self, event: events_pb2.PaymentEvent) -> None:
+        """Learn from a payment its owner confirmed at step-up verification."""
 
 
-@dataclass(frozen=True)
-class RiskVerdict:
-    decision: Decision
-    rule: str = ""
-
-
-RiskCheck = Callable[[events_pb2.PaymentEvent], Awaitable[RiskVerdict]]
-
-
-async def approve_all(event: events_pb2.PaymentEvent) -> RiskVerdict:
-    """The risk hook until the fraud rules land: approves every payment."""
-    return RiskVerdict(Decision.APPROVE)
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def route(payment: pb.Payment, gateways: Sequence[ops.Gateway]) -> ops.Gateway | None:
@@ -77,7 +78,7 @@ class Processor:
         ops_stub: payment_ops_pb2_grpc.PaymentOpsServiceStub,
         producer: AIOKafkaProducer,
         pool: asyncpg.Pool,
-        risk: RiskCheck = approve_all,
+        risk: RiskGate,
         rpc_timeout_s: float = 5.0,
         registry_ttl_s: float = 5.0,
         group: str = DEFAULT_GROUP,
@@ -123,37 +124,80 @@ class Processor:
             event = events_pb2.PaymentEvent.FromString(raw)
         except Exception as exc:
             raise PoisonMessage(f"undecodable event: {type(exc).__name__}") from None
-        if event.WhichOneof("kind") != "created":
+        kind = event.WhichOneof("kind")
+        if kind not in ("created", "verified"):
             return "ignored"
-        if not event.event_id or not event.payment_id:
-            raise PoisonMessage("event without event_id or payment_id")
+        if not event.event_id or not _is_uuid(event.payment_id) or not _is_uuid(event.user_id):
+            raise PoisonMessage("event without event_id, or payment_id/user_id not a UUID")
         if await self.seen(event.event_id):
             return "duplicate"
-        payment = event.created.payment
-        verdict = await self._risk(event)
-        if verdict.decision is not Decision.APPROVE:
-            # REVIEW and DENY arrive with the fraud issue; until then the hook approves.
-            await self._fail(
-                event.payment_id, f"risk_{verdict.rule or 'denied'}", "refused by risk checks"
+        if kind == "verified":
+            # The owner passed step-up verification: dispatch without asking risk again.
+            await self._risk.verified(event)
+            result = await self._dispatch(event.payment_id, event.verified.payment)
+        else:
+            result = await self._decide(event)
+        await self.remember(event.event_id)
+        return result
+
+    async def _decide(self, event: events_pb2.PaymentEvent) -> str:
+        """Risk gates dispatch: APPROVE dispatches, REVIEW asks the owner, DENY ends it."""
+        assessment = await self._risk.assess(event)
+        if assessment.decision is Decision.APPROVE:
+            return await self._dispatch(event.payment_id, event.created.payment)
+        log.info(
+            "risk decision",
+            extra={
+                "payment_id": event.payment_id,
+                "decision": assessment.decision.value,
+                "rule": assessment.rule,
+                "explanation": assessment.explanation,
+            },
+        )
+        if assessment.decision is Decision.DENY:
+            await self._ops.DenyPayment(
+                ops.DenyPaymentRequest(
+                    payment_id=event.payment_id,
+                    failure_code=assessment.rule,
+                    failure_message=assessment.explanation,
+                ),
+                timeout=self._rpc_timeout_s,
             )
-            await self.remember(event.event_id)
             return "denied"
+        reply = await self._ops.RequireVerification(
+            ops.RequireVerificationRequest(
+                payment_id=event.payment_id, reason=assessment.explanation
+            ),
+            timeout=self._rpc_timeout_s,
+        )
+        if not reply.code:
+            return "not_pending"
+        # The code travels only here and on the notifications topic; payment_svc keeps
+        # its hash. A crash before the offset commit re-issues a fresh code on redelivery.
+        notification = verification_notification(reply, event.user_id)
+        await self._producer.send_and_wait(
+            NOTIFICATIONS_TOPIC,
+            notification.SerializeToString(),
+            key=notification.user_id.encode(),
+            headers=[("notification-id", notification.notification_id.encode())],
+        )
+        return "verification"
+
+    async def _dispatch(self, payment_id: str, payment: pb.Payment) -> str:
         gateway = route(payment, await self._registry())
         if gateway is None:
             await self._fail(
-                event.payment_id,
+                payment_id,
                 "no_route",
                 "no enabled gateway supports this payment's kind and currency",
             )
-            await self.remember(event.event_id)
             return "no_route"
         reply = await self._ops.BeginDispatch(
-            ops.BeginDispatchRequest(payment_id=event.payment_id, gateway_id=gateway.gateway_id),
+            ops.BeginDispatchRequest(payment_id=payment_id, gateway_id=gateway.gateway_id),
             timeout=self._rpc_timeout_s,
         )
         if reply.dispatch:
             await self.publish(reply)
-        await self.remember(event.event_id)
         return "dispatched" if reply.dispatch else "not_pending"
 
     async def _fail(self, payment_id: str, code: str, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import asyncpg
@@ -13,12 +15,15 @@ from payment_svc.adapters.outbox_relay import OutboxRelay
 from payment_svc.adapters.postgres import PostgresPaymentRepository
 from payment_svc.adapters.processing import PostgresProcessingRepository, PostgresSweeper
 from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
+from payment_svc.adapters.verification import PostgresVerificationRepository
 from payment_svc.api.ops import CallbackServicer, PaymentOpsServicer
 from payment_svc.api.servicers import PaymentServicer
 from payment_svc.config import Settings
 from payment_svc.domain.money import AmountLimits, select_currencies
+from payment_svc.domain.verification import CodeHasher
 from payment_svc.service.payments import Payments
 from payment_svc.service.processing import JanitorPolicy, Processing
+from payment_svc.service.verification import Verifications
 from payment_svc.vault import CardVault
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2, payment_ops_pb2_grpc
@@ -49,6 +54,13 @@ def build_vault(settings: Settings) -> CardVault:
         )
     except ValueError as exc:
         raise ConfigError(f"card vault: {exc}") from None
+
+
+def build_code_hasher(settings: Settings) -> CodeHasher:
+    """One-time codes are hashed with a key derived from the fingerprint key (a separate
+    purpose, so neither hash can stand in for the other)."""
+    root = read_secret_file(Path(settings.vault_fingerprint_key))
+    return CodeHasher(hmac.new(root, b"payrail verification codes v1", hashlib.sha256).digest())
 
 
 def build_payments(
@@ -116,6 +128,12 @@ async def build(settings: Settings) -> ServerHandle:
             dispatch_attempts_max=settings.dispatch_attempts_max,
         ),
     )
+    verifications = Verifications(
+        repository=PostgresVerificationRepository(pool),
+        cache=cache,
+        hasher=build_code_hasher(settings),
+        ttl_s=settings.verification_ttl_s,
+    )
     # Publishes what CreatePayment and every state change wrote to the outbox; several
     # payment_svc processes may each run one.
     relay = OutboxRelay(
@@ -126,13 +144,13 @@ async def build(settings: Settings) -> ServerHandle:
         port=settings.port,
         registrars=[
             lambda s: payments_pb2_grpc.add_PaymentServiceServicer_to_server(
-                PaymentServicer(payments), s
+                PaymentServicer(payments, verifications), s
             ),
             lambda s: callbacks_pb2_grpc.add_CallbackServiceServicer_to_server(
                 CallbackServicer(processing), s
             ),
             lambda s: payment_ops_pb2_grpc.add_PaymentOpsServiceServicer_to_server(
-                PaymentOpsServicer(processing), s
+                PaymentOpsServicer(processing, verifications), s
             ),
         ],
         service_names=SERVICE_NAMES,

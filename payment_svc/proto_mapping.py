@@ -102,6 +102,8 @@ def payment_to_pb(view: PaymentView) -> pb.Payment:
         create_time=timestamp(view.create_time),
         update_time=timestamp(view.update_time),
         description=view.description,
+        verification_reason=view.verification_reason,
+        verified=view.verified,
         funding_source=_enum_to_pb(
             "FUNDING_SOURCE_",
             None if view.funding_source is None else view.funding_source.value,
@@ -165,3 +167,8 @@ def status_changed_event(view: PaymentView, previous: PaymentStatus) -> tuple[st
             previous_status=status_to_pb(previous), payment=payment_to_pb(view)
         ),
     )
+
+
+def verified_event(view: PaymentView) -> tuple[str, bytes]:
+    """An event announcing that the owner passed step-up verification."""
+    return _event(view, verified=events_pb2.PaymentVerified(payment=payment_to_pb(view)))

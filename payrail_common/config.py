@@ -44,6 +44,28 @@ def env_int(
     return value
 
 
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """The variable as a finite number of at least minimum, or default when unset."""
+    raw = env_str(name, "", env)
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value:g}")
+    return value
+
+
 def env_port(name: str, default: int, env: Mapping[str, str] | None = None) -> int:
     """A TCP port; 0 asks the OS for a free one (used by tests)."""
     return env_int(name, default, minimum=0, maximum=65535, env=env)

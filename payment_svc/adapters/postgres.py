@@ -42,7 +42,7 @@ STATUS_TOPIC = "payments.status"
 PAYMENT_COLUMNS = (
     "id, user_id, kind, status, funding_source, currency_code, amount_minor, description,"
     " card_brand, card_masked, card_exp_month, card_exp_year, merchant, failure_code,"
-    " failure_message, version, create_time, update_time"
+    " failure_message, version, create_time, update_time, verification_reason, verified"
 )
 
 
@@ -87,6 +87,8 @@ def view_from_row(row: asyncpg.Record) -> PaymentView:
         version=row["version"],
         create_time=row["create_time"],
         update_time=row["update_time"],
+        verification_reason=row["verification_reason"],
+        verified=row["verified"],
     )
 
 
@@ -189,7 +191,7 @@ class PostgresPaymentRepository:
             await conn.execute(
                 f"INSERT INTO payments.payments ({PAYMENT_COLUMNS}) VALUES"  # noqa: S608 - constant
                 " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17, $18)",
+                " $17, $18, $19, $20)",
                 payment_id,
                 user_id,
                 view.kind.value,
@@ -208,6 +210,8 @@ class PostgresPaymentRepository:
                 view.version,
                 view.create_time,
                 view.update_time,
+                view.verification_reason,
+                view.verified,
             )
             if new.sealed_pan is not None and new.card_fingerprint is not None:
                 await conn.execute(

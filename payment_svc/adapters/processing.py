@@ -19,6 +19,7 @@ from payment_svc.adapters.postgres import (
 )
 from payment_svc.domain.errors import NotFound, ResultConflict
 from payment_svc.domain.status import TERMINAL, PaymentStatus, can_transition, next_version
+from payment_svc.domain.verification import DENIED_EXPIRED
 from payment_svc.service.ports import PaymentView
 from payment_svc.service.processing_ports import AppliedResult, DispatchRecord, GatewayView
 from payment_svc.vault import SealedPan
@@ -41,7 +42,7 @@ def _gateway(row: asyncpg.Record) -> GatewayView:
     )
 
 
-def _uuid(value: str) -> uuid.UUID:
+def payment_uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -58,7 +59,7 @@ async def vaulted_card(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Seale
     return SealedPan(card["key_id"], bytes(card["nonce"]), bytes(card["ciphertext"]))
 
 
-async def _locked_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> PaymentView:
+async def locked_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> PaymentView:
     row = await conn.fetchrow(
         f"SELECT {PAYMENT_COLUMNS} FROM payments.payments WHERE id = $1 FOR UPDATE",  # noqa: S608
         payment_id,
@@ -127,9 +128,9 @@ class PostgresProcessingRepository:
     async def begin_dispatch(
         self, payment_id: str, gateway_id: str, now: datetime
     ) -> DispatchRecord:
-        pid = _uuid(payment_id)
+        pid = payment_uuid(payment_id)
         async with self._pool.acquire() as conn, conn.transaction():
-            current = await _locked_payment(conn, pid)
+            current = await locked_payment(conn, pid)
             row = await conn.fetchrow(
                 f"SELECT {_GATEWAY_COLUMNS} FROM payments.gateways"  # noqa: S608
                 " WHERE id = $1 AND enabled",
@@ -143,7 +144,11 @@ class PostgresProcessingRepository:
                 " WHERE payment_id = $1",
                 pid,
             )
-            if current.status is PaymentStatus.PENDING:
+            # A PENDING payment risk approved, or one its owner verified at step-up.
+            approved = current.status is PaymentStatus.PENDING or (
+                current.status is PaymentStatus.REQUIRES_VERIFICATION and current.verified
+            )
+            if approved:
                 deadline = now + timedelta(seconds=gateway.callback_timeout_s)
                 await conn.execute(
                     "INSERT INTO payments.dispatches"
@@ -174,9 +179,9 @@ class PostgresProcessingRepository:
     async def fail(
         self, payment_id: str, failure_code: str, failure_message: str, now: datetime
     ) -> PaymentView:
-        pid = _uuid(payment_id)
+        pid = payment_uuid(payment_id)
         async with self._pool.acquire() as conn, conn.transaction():
-            current = await _locked_payment(conn, pid)
+            current = await locked_payment(conn, pid)
             if not can_transition(current.status, PaymentStatus.FAILED):
                 return current
             return await transition(
@@ -199,11 +204,11 @@ class PostgresProcessingRepository:
         failure_message: str,
         now: datetime,
     ) -> AppliedResult:
-        pid = _uuid(payment_id)
+        pid = payment_uuid(payment_id)
         outcome = "APPROVED" if approved else "DECLINED"
         target = PaymentStatus.COMPLETED if approved else PaymentStatus.FAILED
         async with self._pool.acquire() as conn, conn.transaction():
-            current = await _locked_payment(conn, pid)
+            current = await locked_payment(conn, pid)
             dispatched_to = await conn.fetchval(
                 "SELECT gateway_id FROM payments.dispatches WHERE payment_id = $1", pid
             )
@@ -247,30 +252,41 @@ class PostgresSweeper:
     async def expire_due(
         self, now: datetime, *, pending_ttl_s: int, verification_ttl_s: int, limit: int
     ) -> list[PaymentView]:
+        """PENDING too long -> EXPIRED; an unanswered step-up challenge past its time ->
+        DENIED (verification_expired); verified but never dispatched -> EXPIRED."""
+        pending_before = now - timedelta(seconds=pending_ttl_s)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"SELECT {PAYMENT_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
                 " WHERE (status = 'PENDING' AND create_time < $1)"
-                "    OR (status = 'REQUIRES_VERIFICATION' AND update_time < $2)"
+                "    OR (status = 'REQUIRES_VERIFICATION' AND NOT verified AND update_time < $2)"
+                "    OR (status = 'REQUIRES_VERIFICATION' AND verified AND update_time < $1)"
                 " ORDER BY update_time LIMIT $3 FOR UPDATE SKIP LOCKED",
-                now - timedelta(seconds=pending_ttl_s),
+                pending_before,
                 now - timedelta(seconds=verification_ttl_s),
                 limit,
             )
-            expired = []
+            ended = []
             for row in rows:
                 current = view_from_row(row)
-                expired.append(
-                    await transition(
-                        conn,
-                        current,
-                        PaymentStatus.EXPIRED,
+                if current.status is PaymentStatus.REQUIRES_VERIFICATION and not current.verified:
+                    await conn.execute(
+                        "UPDATE payments.verifications SET outcome = 'EXPIRED', answer_time = $2"
+                        " WHERE payment_id = $1 AND outcome IS NULL",
+                        uuid.UUID(current.payment_id),
                         now,
-                        failure_code="expired",
-                        failure_message=f"the payment waited too long in {current.status.value}",
+                    )
+                    target, code = PaymentStatus.DENIED, DENIED_EXPIRED
+                    message = "the owner did not answer the verification in time"
+                else:
+                    target, code = PaymentStatus.EXPIRED, "expired"
+                    message = f"the payment waited too long in {current.status.value}"
+                ended.append(
+                    await transition(
+                        conn, current, target, now, failure_code=code, failure_message=message
                     )
                 )
-            return expired
+            return ended
 
     async def claim_timeouts(
         self, now: datetime, *, attempts_max: int, limit: int

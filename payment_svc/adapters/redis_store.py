@@ -29,7 +29,7 @@ CACHE_RESULTS = Counter(
     "payrail_payment_cache_total", "GetPayment cache look-ups by result.", ["result"]
 )
 # Bumped when the cached shape changes, so old entries are simply missed.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def _payment_key(payment_id: str) -> str:
@@ -71,6 +71,8 @@ def _decode(raw: bytes | str) -> PaymentView:
         version=data["version"],
         create_time=datetime.fromisoformat(data["create_time"]),
         update_time=datetime.fromisoformat(data["update_time"]),
+        verification_reason=data["verification_reason"],
+        verified=data["verified"],
     )
 
 

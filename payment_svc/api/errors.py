@@ -16,7 +16,10 @@ from payment_svc.domain.errors import (
     NotFound,
     ResultConflict,
     ValidationFailed,
+    VerificationClosed,
+    VerificationCodeInvalid,
 )
+from payrail_common.fields import FieldViolation
 from payrail_common.rpcerrors import abort, error_boundary
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,26 @@ async def abort_for(context: Any, error: DomainError) -> None:
             f"the payment is already {error.current}; this result conflicts with it",
             reason=error.reason,
             metadata={"status": error.current},
+        )
+    if isinstance(error, VerificationCodeInvalid):
+        await abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            str(error),
+            violations=[FieldViolation("code", "is not the code that was sent")],
+            reason=error.reason,
+            metadata={"attempts_remaining": str(error.attempts_remaining)},
+        )
+    if isinstance(error, VerificationClosed):
+        await abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(error),
+            reason={
+                "attempts_exhausted": "VERIFICATION_ATTEMPTS_EXHAUSTED",
+                "expired": "VERIFICATION_EXPIRED",
+            }.get(error.outcome, "PAYMENT_NOT_AWAITING_VERIFICATION"),
+            metadata={"status": error.status},
         )
     log.error("unmapped domain error", extra={"reason": error.reason})
     await abort(context, grpc.StatusCode.INTERNAL, "internal error")

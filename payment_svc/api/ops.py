@@ -15,6 +15,7 @@ from payment_svc.domain.status import PaymentKind
 from payment_svc.proto_mapping import payment_to_pb, timestamp
 from payment_svc.service.processing import Dispatch, Processing
 from payment_svc.service.processing_ports import GatewayView
+from payment_svc.service.verification import Verifications
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
@@ -52,8 +53,9 @@ def dispatch_to_pb(dispatch: Dispatch) -> ops.BeginDispatchResponse:
 
 
 class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
-    def __init__(self, processing: Processing) -> None:
+    def __init__(self, processing: Processing, verifications: Verifications) -> None:
         self._processing = processing
+        self._verifications = verifications
 
     async def ListGateways(
         self, request: ops.ListGatewaysRequest, context: Any
@@ -90,6 +92,27 @@ class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
                 request.payment_id, request.failure_code, request.failure_message
             )
         return ops.FailPaymentResponse(payment=payment_to_pb(view))
+
+    async def DenyPayment(
+        self, request: ops.DenyPaymentRequest, context: Any
+    ) -> ops.DenyPaymentResponse:
+        async with mapped_errors(context):
+            view = await self._verifications.deny(
+                request.payment_id, request.failure_code, request.failure_message
+            )
+        return ops.DenyPaymentResponse(payment=payment_to_pb(view))
+
+    async def RequireVerification(
+        self, request: ops.RequireVerificationRequest, context: Any
+    ) -> ops.RequireVerificationResponse:
+        async with mapped_errors(context):
+            challenge = await self._verifications.require(request.payment_id, request.reason)
+        response = ops.RequireVerificationResponse(
+            payment=payment_to_pb(challenge.payment), code=challenge.code
+        )
+        if challenge.expire_time is not None:
+            response.expire_time.CopyFrom(timestamp(challenge.expire_time))
+        return response
 
 
 class CallbackServicer(callbacks_pb2_grpc.CallbackServiceServicer):

@@ -23,11 +23,11 @@ from payment_svc.proto_mapping import (
 )
 from payment_svc.service.payments import Payments
 from payment_svc.service.ports import PageCursor
+from payment_svc.service.verification import Verifications
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.authn import current_principal
 from payrail_common.fields import FieldViolation
-from payrail_common.unimplemented import abort_unimplemented
 
 # Response metadata marking a CreatePayment answered from an earlier identical request.
 REPLAY_HEADER = "x-payrail-idempotent-replay"
@@ -64,8 +64,9 @@ def decode_page_token(request: pb.ListPaymentsRequest) -> PageCursor | None:
 
 
 class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, payments: Payments) -> None:
+    def __init__(self, payments: Payments, verifications: Verifications) -> None:
         self._payments = payments
+        self._verifications = verifications
 
     async def CreatePayment(
         self, request: pb.CreatePaymentRequest, context: Any
@@ -113,7 +114,11 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
     async def VerifyPayment(
         self, request: pb.VerifyPaymentRequest, context: Any
     ) -> pb.VerifyPaymentResponse:
-        await abort_unimplemented(context, "VerifyPayment")
+        async with mapped_errors(context):
+            view = await self._verifications.answer(
+                current_principal().user_id, request.payment_id, request.code, request.decline
+            )
+        return pb.VerifyPaymentResponse(payment=payment_to_pb(view))
 
     async def WatchPayment(
         self, request: pb.WatchPaymentRequest, context: Any

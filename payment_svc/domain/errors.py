@@ -111,3 +111,34 @@ class ResultConflict(DomainError):
     def __init__(self, current: str) -> None:
         super().__init__(f"the payment is already {current}")
         self.current = current
+
+
+class VerificationCodeInvalid(DomainError):
+    """A wrong one-time code; the challenge stays open with fewer attempts left."""
+
+    reason = "VERIFICATION_CODE_INVALID"
+
+    def __init__(self, attempts_remaining: int) -> None:
+        super().__init__(
+            f"the verification code is not correct; {attempts_remaining} attempt(s) left"
+        )
+        self.attempts_remaining = attempts_remaining
+
+
+class VerificationClosed(DomainError):
+    """The payment does not (or no longer) await verification. ``outcome`` says why:
+    ``not_awaiting`` (never flagged, already verified or already final),
+    ``attempts_exhausted`` or ``expired`` (both just made it DENIED)."""
+
+    reason = "VERIFICATION_CLOSED"
+
+    def __init__(self, outcome: str, status: str) -> None:
+        messages = {
+            "attempts_exhausted": "too many wrong codes; the payment is now DENIED",
+            "expired": "the verification code expired; the payment is now DENIED",
+        }
+        super().__init__(
+            messages.get(outcome, f"the payment does not await verification (status {status})")
+        )
+        self.outcome = outcome
+        self.status = status

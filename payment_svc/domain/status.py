@@ -1,6 +1,7 @@
 """Payment kinds, funding sources, and the status state machine with its version counter.
 
     PENDING               → REQUIRES_VERIFICATION | PROCESSING | CANCELED | DENIED | EXPIRED
+                            | FAILED (nothing can process it, e.g. no gateway route)
     REQUIRES_VERIFICATION → PROCESSING | CANCELED | DENIED | EXPIRED
     PROCESSING            → COMPLETED | FAILED
 
@@ -70,7 +71,7 @@ _STOPPED_BEFORE_DISPATCH = frozenset(
 _ALLOWED: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType(
     {
         PaymentStatus.PENDING: frozenset(
-            {PaymentStatus.REQUIRES_VERIFICATION, PaymentStatus.PROCESSING}
+            {PaymentStatus.REQUIRES_VERIFICATION, PaymentStatus.PROCESSING, PaymentStatus.FAILED}
         )
         | _STOPPED_BEFORE_DISPATCH,
         PaymentStatus.REQUIRES_VERIFICATION: frozenset({PaymentStatus.PROCESSING})

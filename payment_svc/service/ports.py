@@ -44,6 +44,10 @@ class PaymentView:
     version: int
     create_time: datetime
     update_time: datetime
+    # Why risk asked for step-up verification ("" when it did not), and whether the
+    # owner passed it.
+    verification_reason: str = ""
+    verified: bool = False
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,7 @@ def services(  # one set of processes per test module
         "PAYRAIL_JANITOR_INTERVAL_S": "1",
         "PAYRAIL_DISPATCH_ATTEMPTS_MAX": str(DISPATCH_ATTEMPTS_MAX),
         "PAYRAIL_NOTIFICATIONS_SINK_FILE": str(logs / "notifications.jsonl"),
+        "PAYRAIL_NOTIFICATIONS_GROUP": f"payrail-notifications-{uuid.uuid4().hex[:8]}",
         **service_env,
     }
     register_sandbox_gateways(env, gateway_keys)

@@ -339,6 +339,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_processing_goes_o
         orphan = events_pb2.PaymentEvent(
             event_id=str(uuid.uuid4()),
             payment_id=ghost,
+            user_id=str(uuid.uuid4()),
             version=1,
             created=events_pb2.PaymentCreated(payment=pb.Payment(payment_id=ghost)),
         )

@@ -25,6 +25,8 @@ ALLOWED = {
     (S.PENDING, S.CANCELED),
     (S.PENDING, S.DENIED),
     (S.PENDING, S.EXPIRED),
+    # Nothing can process it (no gateway route): it ends before dispatch.
+    (S.PENDING, S.FAILED),
     (S.REQUIRES_VERIFICATION, S.PROCESSING),
     (S.REQUIRES_VERIFICATION, S.CANCELED),
     (S.REQUIRES_VERIFICATION, S.DENIED),

@@ -1,0 +1,1 @@
+"""Risk: the rules that gate dispatch, and where their memory lives."""

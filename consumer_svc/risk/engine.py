@@ -1,0 +1,87 @@
+"""The risk gate of the processor: facts from the event, history from the store, the
+rules' decision recorded once per payment (a redelivered event gets the same answer)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from consumer_svc.risk.rules import (
+    Assessment,
+    Decision,
+    Location,
+    PaymentFacts,
+    RiskPolicy,
+    assess,
+)
+from consumer_svc.risk.store import RiskStore
+from payrail.events.v1 import events_pb2
+from payrail.payments.v1 import payments_pb2 as pb
+
+
+def card_present_location(payment: pb.Payment) -> Location | None:
+    """Where a card purchase happened; None for other payments, wallet purchases and
+    merchants without coordinates (0, 0 is treated as unknown)."""
+    if (
+        payment.kind != pb.PAYMENT_KIND_PURCHASE
+        or payment.funding_source == pb.FUNDING_SOURCE_WALLET
+        or not payment.HasField("merchant")
+    ):
+        return None
+    m = payment.merchant
+    if m.latitude == 0 and m.longitude == 0:
+        return None
+    return Location(
+        latitude=m.latitude,
+        longitude=m.longitude,
+        at=payment.create_time.ToDatetime(tzinfo=UTC),
+        city=m.city,
+        country_code=m.country_code,
+        payment_id=payment.payment_id,
+    )
+
+
+def facts_from_event(event: events_pb2.PaymentEvent) -> PaymentFacts:
+    payment = event.created.payment
+    return PaymentFacts(
+        payment_id=event.payment_id,
+        user_id=event.user_id,
+        card_fingerprint=event.created.card_fingerprint,
+        amount_minor=payment.amount.amount_minor,
+        currency_code=payment.amount.currency_code,
+        at=payment.create_time.ToDatetime(tzinfo=UTC),
+        location=card_present_location(payment),
+    )
+
+
+class RiskEngine:
+    def __init__(self, store: RiskStore, policy: RiskPolicy) -> None:
+        self._store = store
+        self._policy = policy
+
+    async def assess(self, event: events_pb2.PaymentEvent) -> Assessment:
+        """The decision for a PaymentCreated event, computed once and then remembered."""
+        facts = facts_from_event(event)
+        decided = await self._store.decision(facts.payment_id)
+        if decided is None:
+            history = await self._store.history(
+                facts,
+                window_s=self._policy.velocity_window_s,
+                amounts_max=self._policy.amount_history,
+                card_present=facts.location is not None,
+            )
+            decided = await self._store.record(facts, assess(facts, history, self._policy))
+        if decided.decision is Decision.APPROVE and facts.location is not None:
+            await self._remember(facts.user_id, facts.card_fingerprint, facts.location)
+        return decided
+
+    async def verified(self, event: events_pb2.PaymentEvent) -> None:
+        """The owner confirmed a flagged payment: its place becomes the last known one."""
+        location = card_present_location(event.verified.payment)
+        if location is not None:
+            fingerprint = await self._store.card_fingerprint(event.payment_id)
+            await self._remember(event.user_id, fingerprint, location)
+
+    async def _remember(self, user_id: str, fingerprint: str, location: Location) -> None:
+        await self._store.remember_location(f"user:{user_id}", location)
+        if fingerprint:
+            await self._store.remember_location(f"card:{fingerprint}", location)

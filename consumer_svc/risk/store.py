@@ -1,0 +1,209 @@
+"""The risk rules' memory over PostgreSQL, with the last known locations read
+cache-aside through Redis (Redis first, PostgreSQL on a miss or while Redis is down).
+
+PostgreSQL is the truth: a location is written there first (keeping the newest), then
+the winner is copied to Redis. Losing Redis loses nothing but speed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+import asyncpg
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from consumer_svc.risk.rules import Assessment, Decision, Finding, History, Location, PaymentFacts
+
+log = logging.getLogger(__name__)
+
+LOCATION_CACHE = Counter(
+    "payrail_risk_location_cache_total", "Last-location look-ups by result.", ["result"]
+)
+_CACHE_PREFIX = "risk:loc:v1:"
+
+
+def _encode(location: Location) -> str:
+    data = asdict(location)
+    data["at"] = location.at.isoformat()
+    return json.dumps(data)
+
+
+def _decode(raw: bytes | str) -> Location:
+    data = json.loads(raw)
+    data["at"] = datetime.fromisoformat(data["at"])
+    return Location(**data)
+
+
+class RiskStore:
+    def __init__(self, pool: asyncpg.Pool, redis: Redis, *, cache_ttl_s: int = 86_400) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._cache_ttl_s = cache_ttl_s
+
+    # ------------------------------------------------------------------ decisions
+    async def decision(self, payment_id: str) -> Assessment | None:
+        row = await self._pool.fetchrow(
+            "SELECT decision, findings FROM consumer.risk_decisions WHERE payment_id = $1",
+            uuid.UUID(payment_id),
+        )
+        if row is None:
+            return None
+        findings = tuple(
+            Finding(f["rule"], Decision(f["decision"]), f["explanation"])
+            for f in json.loads(row["findings"])
+        )
+        return Assessment(Decision(row["decision"]), findings)
+
+    async def record(self, facts: PaymentFacts, assessment: Assessment) -> Assessment:
+        """Keep the observation and the decision; when another delivery of the same
+        event got there first, its decision stands and is returned."""
+        findings = json.dumps(
+            [
+                {"rule": f.rule, "decision": f.decision.value, "explanation": f.explanation}
+                for f in assessment.findings
+            ]
+        )
+        pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO consumer.risk_observations (payment_id, user_id, card_fingerprint,"
+                " currency_code, amount_minor, occur_time) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT DO NOTHING",
+                pid,
+                uid,
+                facts.card_fingerprint,
+                facts.currency_code,
+                facts.amount_minor,
+                facts.at,
+            )
+            fresh = await conn.fetchval(
+                "INSERT INTO consumer.risk_decisions"
+                " (payment_id, user_id, decision, rule, explanation, findings)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
+                pid,
+                uid,
+                assessment.decision.value,
+                assessment.rule,
+                assessment.explanation,
+                findings,
+            )
+        if fresh:
+            return assessment
+        stored = await self.decision(facts.payment_id)
+        return assessment if stored is None else stored
+
+    async def card_fingerprint(self, payment_id: str) -> str:
+        """The card fingerprint observed with a payment ("" when unknown or walleted)."""
+        found = await self._pool.fetchval(
+            "SELECT card_fingerprint FROM consumer.risk_observations WHERE payment_id = $1",
+            uuid.UUID(payment_id),
+        )
+        return found or ""
+
+    # ------------------------------------------------------------------ history
+    async def history(
+        self, facts: PaymentFacts, *, window_s: int, amounts_max: int, card_present: bool
+    ) -> History:
+        pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
+        since = facts.at - timedelta(seconds=window_s)
+        counts = await self._pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE user_id = $1) AS by_user,"
+            " count(*) FILTER (WHERE $2 <> '' AND card_fingerprint = $2) AS by_card"
+            " FROM consumer.risk_observations"
+            " WHERE (user_id = $1 OR ($2 <> '' AND card_fingerprint = $2))"
+            " AND occur_time >= $3 AND payment_id <> $4",
+            uid,
+            facts.card_fingerprint,
+            since,
+            pid,
+        )
+        amounts = await self._pool.fetch(
+            "SELECT amount_minor FROM consumer.risk_observations"
+            " WHERE user_id = $1 AND currency_code = $2 AND payment_id <> $3"
+            " ORDER BY occur_time DESC LIMIT $4",
+            uid,
+            facts.currency_code,
+            pid,
+            amounts_max,
+        )
+        user_location = card_location = None
+        if card_present:
+            user_location = await self.last_location(f"user:{facts.user_id}")
+            if facts.card_fingerprint:
+                card_location = await self.last_location(f"card:{facts.card_fingerprint}")
+        return History(
+            last_user_location=user_location,
+            last_card_location=card_location,
+            recent_card_payments=counts["by_card"],
+            recent_user_payments=counts["by_user"],
+            recent_amounts=[r["amount_minor"] for r in amounts],
+        )
+
+    # ------------------------------------------------------------------ locations
+    async def last_location(self, subject: str) -> Location | None:
+        """Cache-aside: Redis first; on a miss (or Redis down) PostgreSQL, then fill Redis."""
+        key = _CACHE_PREFIX + subject
+        try:
+            raw = await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            LOCATION_CACHE.labels("redis_down").inc()
+            log.debug("location cache unavailable", extra={"error": type(exc).__name__})
+            return await self._location_from_db(subject)
+        if raw is not None:
+            LOCATION_CACHE.labels("hit").inc()
+            return _decode(raw)
+        LOCATION_CACHE.labels("miss").inc()
+        location = await self._location_from_db(subject)
+        if location is not None:
+            await self._cache(subject, location)
+        return location
+
+    async def _location_from_db(self, subject: str) -> Location | None:
+        row = await self._pool.fetchrow(
+            "SELECT latitude, longitude, city, country_code, payment_id, seen_time"
+            " FROM consumer.risk_locations WHERE subject = $1",
+            subject,
+        )
+        if row is None:
+            return None
+        return Location(
+            latitude=row["latitude"],
+            longitude=row["longitude"],
+            at=row["seen_time"],
+            city=row["city"],
+            country_code=row["country_code"],
+            payment_id=str(row["payment_id"]),
+        )
+
+    async def _cache(self, subject: str, location: Location) -> None:
+        try:
+            await self._redis.set(_CACHE_PREFIX + subject, _encode(location), ex=self._cache_ttl_s)
+        except (RedisError, OSError) as exc:
+            log.debug("location cache unavailable", extra={"error": type(exc).__name__})
+
+    async def remember_location(self, subject: str, location: Location) -> None:
+        """Keep the newest location per subject in PostgreSQL, then copy it to Redis."""
+        row = await self._pool.fetchrow(
+            "INSERT INTO consumer.risk_locations AS l (subject, latitude, longitude, city,"
+            " country_code, payment_id, seen_time) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (subject) DO UPDATE SET latitude = EXCLUDED.latitude,"
+            " longitude = EXCLUDED.longitude, city = EXCLUDED.city,"
+            " country_code = EXCLUDED.country_code, payment_id = EXCLUDED.payment_id,"
+            " seen_time = EXCLUDED.seen_time WHERE l.seen_time < EXCLUDED.seen_time"
+            " RETURNING true",
+            subject,
+            location.latitude,
+            location.longitude,
+            location.city,
+            location.country_code,
+            uuid.UUID(location.payment_id),
+            location.at,
+        )
+        if row is not None:
+            await self._cache(subject, location)
