@@ -15,13 +15,20 @@ import time
 from typing import Any, ClassVar, TextIO
 
 # 12 to 19 digits, optionally grouped by single spaces or dashes: the shapes a PAN takes.
-_PAN_RE = re.compile(r"(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)")
+# UUIDs (payment ids...) are matched first and left alone: their digit groups joined by
+# dashes would otherwise look like a grouped card number.
+_PAN_RE = re.compile(
+    r"(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
+    r"|(?<!\d)(?:\d[ -]?){11,18}\d(?!\d)"
+)
 
 
 def redact(text: str) -> str:
     """Mask card-number-like digit runs, keeping only the last four digits."""
 
     def _mask(match: re.Match[str]) -> str:
+        if match.group("uuid"):
+            return match.group(0)
         digits = re.sub(r"\D", "", match.group(0))
         return f"[redacted-pan ...{digits[-4:]}]"
 

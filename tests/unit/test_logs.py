@@ -26,6 +26,21 @@ def test_redact_keeps_short_numbers() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "uuid_text",
+    ["2780d123-4567-8901-2345-678901234567", "12345678-1234-5678-9012-345678901234"],
+)
+def test_redact_leaves_uuids_alone(uuid_text: str) -> None:
+    # Payment ids are all over the logs; their digit groups are not card numbers.
+    assert redact(f"payment {uuid_text} settled") == f"payment {uuid_text} settled"
+
+
+def test_redact_still_finds_a_pan_next_to_a_uuid() -> None:
+    out = redact("payment 2780d123-4567-8901-2345-678901234567 card 4242424242424242")
+    assert "2780d123-4567-8901-2345-678901234567" in out
+    assert "4242424242424242" not in out
+
+
 def test_json_lines_with_extras_and_redaction() -> None:
     stream = io.StringIO()
     configure_logging("unit", "INFO", stream=stream)
