@@ -76,6 +76,7 @@ lint: tools ## buf lint + format, ruff, mypy (also run by make test)
 up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) deploy/local/stack.sh up
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
+	@$(DEV_ENV) $(PY) -m consumer_svc.insights.catalog seed
 	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint \
 	    --secret internal-token
 	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap
@@ -87,7 +88,7 @@ up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	    --public-key-file .data/keys/sandbox-soap.x25519.pub --secret-file .data/keys/sandbox-soap.secret
 	@$(DEV_ENV) deploy/local/services.sh up
 	@echo
-	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053)"
+	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053, insights :50054)"
 	@echo "  $(GRPCURL) -plaintext localhost:50051 list"
 	@echo "  $(GRPCURL) -plaintext localhost:50051 grpc.health.v1.Health/Check"
 	@echo "Logs: .data/logs/   Status: make status   Stop: make down"

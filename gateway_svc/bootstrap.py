@@ -14,6 +14,7 @@ from gateway_svc.config import Settings
 from gateway_svc.service.accounts import Accounts, LoginLimits
 from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
 from payrail.callbacks.v1 import callbacks_pb2
+from payrail.insights.v1 import insights_pb2
 from payrail.payments.v1 import payments_pb2
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.dependencies import grpc_health_check, postgres_check, redis_check
@@ -25,10 +26,25 @@ from payrail_common.tokens import KeyRing, TokenPolicy
 AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
-SERVICE_NAMES = (AUTH.full_name, PAYMENTS.full_name, CALLBACKS.full_name)
-# Every PaymentService call and the session-bound AuthService calls need a bearer token.
-# CallbackService is authenticated by its HMAC signature instead, in payment_svc.
-PROTECTED_METHODS = method_paths(PAYMENTS) | method_paths(AUTH, AUTHENTICATED_METHODS)
+INSIGHTS = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"]
+CATALOG = insights_pb2.DESCRIPTOR.services_by_name["BenefitCatalogService"]
+SERVICE_NAMES = (
+    AUTH.full_name,
+    PAYMENTS.full_name,
+    CALLBACKS.full_name,
+    INSIGHTS.full_name,
+    CATALOG.full_name,
+)
+# Every PaymentService, InsightsService and BenefitCatalogService call and the
+# session-bound AuthService calls need a bearer token (the admin role for the catalog is
+# checked upstream). CallbackService is authenticated by its HMAC signature instead, in
+# payment_svc.
+PROTECTED_METHODS = (
+    method_paths(PAYMENTS)
+    | method_paths(AUTH, AUTHENTICATED_METHODS)
+    | method_paths(INSIGHTS)
+    | method_paths(CATALOG)
+)
 
 
 async def build(settings: Settings) -> ServerHandle:
@@ -83,6 +99,23 @@ async def build(settings: Settings) -> ServerHandle:
         options=[("grpc.keepalive_time_ms", 60_000), ("grpc.enable_retries", 0)],
     )
     forwarder = Forwarder(channel, max_deadline_s=settings.upstream_deadline_ms / 1000)
+    # The insights process on a channel of its own: while it is down its calls answer
+    # UNAVAILABLE and nothing else is affected. It may be stopped on purpose, so the
+    # channel retries the connection often enough to notice it is back within seconds.
+    insights_channel = grpc.aio.insecure_channel(
+        settings.insights_target,
+        options=[
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.enable_retries", 0),
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
+        ],
+    )
+    insights_forwarder = Forwarder(
+        insights_channel,
+        max_deadline_s=settings.upstream_deadline_ms / 1000,
+        unavailable_message="insights are temporarily unavailable; retry with backoff",
+    )
     handle = create_server(
         host=settings.host,
         port=settings.port,
@@ -90,6 +123,8 @@ async def build(settings: Settings) -> ServerHandle:
             lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), s),
             lambda s: forwarder.register(s, PAYMENTS),
             lambda s: forwarder.register(s, CALLBACKS),
+            lambda s: insights_forwarder.register(s, INSIGHTS),
+            lambda s: insights_forwarder.register(s, CATALOG),
         ],
         service_names=SERVICE_NAMES,
         interceptors=[authenticator.interceptor(PROTECTED_METHODS)],
@@ -100,11 +135,14 @@ async def build(settings: Settings) -> ServerHandle:
             Probe("postgres", postgres_check(pool)),
             Probe("redis", redis_check(redis)),
             Probe("payment_svc", grpc_health_check(channel)),
+            # Shown under its own name, never a reason to stop serving payments.
+            Probe("consumer_insights", grpc_health_check(insights_channel), essential=False),
         ],
     )
 
     async def close_channel() -> None:
         await channel.close()
+        await insights_channel.close()
 
     handle.on_stop.extend([pool.close, redis.aclose, close_channel, hasher.close])
     try:

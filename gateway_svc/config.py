@@ -18,6 +18,9 @@ class Settings:
     metrics_port: int = 9451
     # Internal address of payment_svc.
     payment_target: str = "127.0.0.1:50052"
+    # Internal address of consumer_svc's insights process (InsightsService and
+    # BenefitCatalogService); payments never depend on it.
+    insights_target: str = "127.0.0.1:50054"
     # Upper bound on the deadline of every forwarded unary call.
     upstream_deadline_ms: int = 5000
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
@@ -49,6 +52,7 @@ class Settings:
         return cls(
             **service_fields("GATEWAY", d, env),
             payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
+            insights_target=env_str("PAYRAIL_INSIGHTS_TARGET", d.insights_target, env),
             upstream_deadline_ms=env_int(
                 "PAYRAIL_UPSTREAM_DEADLINE_MS",
                 d.upstream_deadline_ms,

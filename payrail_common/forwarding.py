@@ -39,22 +39,37 @@ def _timeout_s(context: grpc.aio.ServicerContext, max_deadline_s: float) -> floa
     return max(0.0, min(float(remaining), max_deadline_s))
 
 
-async def _relay_error(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> None:
+UNAVAILABLE_MESSAGE = "the payment service is temporarily unavailable; retry with backoff"
+
+
+async def _relay_error(
+    context: grpc.aio.ServicerContext,
+    error: grpc.aio.AioRpcError,
+    unavailable_message: str = UNAVAILABLE_MESSAGE,
+) -> None:
     code = error.code()
     details = error.details() or ""
     if code == grpc.StatusCode.UNAVAILABLE:
         # The upstream's own transport text says nothing useful to a client.
         log.warning("upstream unavailable", extra={"error": details})
-        details = "the payment service is temporarily unavailable; retry with backoff"
+        details = unavailable_message
     await context.abort(code, details, trailing_metadata=tuple(error.trailing_metadata() or ()))
 
 
 class Forwarder:
     """Builds generic handlers that forward every RPC of a service to ``channel``."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, max_deadline_s: float) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        max_deadline_s: float,
+        unavailable_message: str = UNAVAILABLE_MESSAGE,
+    ) -> None:
         self._channel = channel
         self._max_deadline_s = max_deadline_s
+        # What a caller hears while the upstream cannot be reached.
+        self._unavailable_message = unavailable_message
 
     def handler_for(self, service: ServiceDescriptor) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -85,7 +100,7 @@ class Forwarder:
                 initial = await call.initial_metadata()
                 trailing = await call.trailing_metadata()
             except grpc.aio.AioRpcError as error:
-                await _relay_error(context, error)
+                await _relay_error(context, error, self._unavailable_message)
                 raise  # abort() raises; this line is never reached
             if initial:
                 await context.send_initial_metadata(tuple(initial))
@@ -112,7 +127,7 @@ class Forwarder:
                 async for item in call:
                     yield item
             except grpc.aio.AioRpcError as error:
-                await _relay_error(context, error)
+                await _relay_error(context, error, self._unavailable_message)
             finally:
                 # The caller hung up or the stream ended: release the upstream stream too.
                 call.cancel()

@@ -24,6 +24,7 @@ SERVICES=(
 	"gateway_svc:gateway_svc:PAYRAIL_GATEWAY_PORT:50051"
 	"payment_svc:payment_svc:PAYRAIL_PAYMENT_PORT:50052"
 	"consumer_svc:consumer_svc:PAYRAIL_CONSUMER_PORT:50053"
+	"consumer_insights:consumer_svc.insights:PAYRAIL_INSIGHTS_PORT:50054"
 	"sandbox_json:sandbox_gateways.json_gateway:PAYRAIL_SANDBOX_JSON_PORT:50061"
 	"sandbox_soap:sandbox_gateways.soap_gateway:PAYRAIL_SANDBOX_SOAP_PORT:50062"
 )
@@ -49,10 +50,12 @@ svc_fields() {
 }
 
 # svc_pid NAME MODULE: pid of the running service, verified to be `python -m MODULE` and
-# its process-group leader (so signalling the group -PID cannot hit anything else).
+# its process-group leader (so signalling the group -PID cannot hit anything else). The
+# module must be followed by the end of the argument ("-m consumer_svc " is not
+# "-m consumer_svc.insights "): the command line's NULs read as spaces.
 svc_pid() {
 	local pid
-	pid=$(read_pid "$RUN/$1.pid") && pid_alive "$pid" && pid_cmdline_has "$pid" "-m $2" &&
+	pid=$(read_pid "$RUN/$1.pid") && pid_alive "$pid" && pid_cmdline_has "$pid" "-m $2 " &&
 		[[ $(pid_pgid "$pid") == "$pid" ]] && echo "$pid"
 }
 
@@ -140,7 +143,7 @@ cmd_status() {
 	for entry in "${SERVICES[@]}"; do
 		svc_fields "$entry"
 		if pid=$(svc_pid "$NAME" "$MODULE"); then state="running (pid $pid)"; else state=stopped; fi
-		printf '%-13s %-32s %s\n' "$NAME" "127.0.0.1:$PORT" "$state"
+		printf '%-18s %-32s %s\n' "$NAME" "127.0.0.1:$PORT" "$state"
 	done
 }
 

@@ -165,6 +165,7 @@ def services(  # one set of processes per test module
         "payment": "payment_svc",
         "gateway": "gateway_svc",
         "consumer": "consumer_svc",
+        "insights": "consumer_svc.insights",
         "sandbox_json": "sandbox_gateways.json_gateway",
         "sandbox_soap": "sandbox_gateways.soap_gateway",
     }
@@ -178,6 +179,9 @@ def services(  # one set of processes per test module
         "PAYRAIL_PAYMENT_PORT": str(ports["payment"]),
         "PAYRAIL_CONSUMER_PORT": str(ports["consumer"]),
         "PAYRAIL_PAYMENT_TARGET": f"127.0.0.1:{ports['payment']}",
+        "PAYRAIL_INSIGHTS_PORT": str(ports["insights"]),
+        "PAYRAIL_INSIGHTS_TARGET": f"127.0.0.1:{ports['insights']}",
+        "PAYRAIL_INSIGHTS_METRICS_PORT": str(free_port()),
         "PAYRAIL_GATEWAY_METRICS_PORT": str(free_port()),
         "PAYRAIL_PAYMENT_METRICS_PORT": str(free_port()),
         "PAYRAIL_CONSUMER_METRICS_PORT": str(free_port()),
@@ -195,6 +199,8 @@ def services(  # one set of processes per test module
         "PAYRAIL_CALLBACK_TARGET": f"127.0.0.1:{ports['gateway']}",
         # A group of this module's own, so nothing of another module's is in its way.
         "PAYRAIL_PROCESSOR_GROUP": f"payrail-processor-{uuid.uuid4().hex[:8]}",
+        "PAYRAIL_LOYALTY_GROUP": f"payrail-loyalty-{uuid.uuid4().hex[:8]}",
+        "PAYRAIL_BENEFITS_GROUP": f"payrail-benefits-{uuid.uuid4().hex[:8]}",
         "PAYRAIL_JANITOR_INTERVAL_S": "1",
         "PAYRAIL_DISPATCH_ATTEMPTS_MAX": str(DISPATCH_ATTEMPTS_MAX),
         "PAYRAIL_NOTIFICATIONS_SINK_FILE": str(logs / "notifications.jsonl"),
@@ -202,7 +208,8 @@ def services(  # one set of processes per test module
         **service_env,
     }
     register_sandbox_gateways(env, gateway_keys)
-    skip_old_events(stack.kafka_bootstrap, env["PAYRAIL_PROCESSOR_GROUP"])
+    for group in ("PAYRAIL_PROCESSOR_GROUP", "PAYRAIL_LOYALTY_GROUP", "PAYRAIL_BENEFITS_GROUP"):
+        skip_old_events(stack.kafka_bootstrap, env[group])
     running: list[Running] = []
     for name, module in modules.items():
         log_path = logs / f"{name}.log"

@@ -1,0 +1,298 @@
+"""InsightsService and BenefitCatalogService: protobuf <-> the store, and errors -> gRPC.
+
+Both are authenticated by the bearer token gateway_svc forwards (verified here again with
+the public keys); InsightsService answers only about the caller, BenefitCatalogService
+only to callers whose token carries the admin role.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from consumer_svc.insights.domain import (
+    BRANDS,
+    WILDCARD,
+    Benefit,
+    Card,
+    InsightsError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Tier,
+    invalid,
+    page_size,
+    tier_standing,
+    validate_benefit,
+)
+from consumer_svc.insights.store import InsightsStore, StandingCursor, TipCursor
+from payrail.insights.v1 import insights_pb2 as ipb
+from payrail.insights.v1 import insights_pb2_grpc
+from payrail.payments.v1 import payments_pb2 as pb
+from payrail_common.authn import current_principal
+from payrail_common.rpcerrors import abort, error_boundary
+
+log = logging.getLogger(__name__)
+
+ADMIN_ROLE = "admin"
+
+
+async def abort_for(context: Any, error: InsightsError) -> None:
+    if isinstance(error, InvalidArgument):
+        await abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the request has invalid fields",
+            violations=error.violations,
+            reason=error.reason,
+        )
+    if isinstance(error, NotFound):
+        await abort(context, grpc.StatusCode.NOT_FOUND, str(error), reason=error.reason)
+    if isinstance(error, PermissionDenied):
+        await abort(
+            context,
+            grpc.StatusCode.PERMISSION_DENIED,
+            "the benefit catalog is managed by administrators only",
+            reason=error.reason,
+        )
+    log.error("unmapped domain error", extra={"reason": error.reason})
+    await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+
+
+mapped_errors = error_boundary(
+    InsightsError,
+    abort_for,  # type: ignore[arg-type]
+    unavailable_message="insights are temporarily unavailable; retry with backoff",
+)
+
+
+# ---------------------------------------------------------------- page tokens
+
+
+def encode_token(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise invalid("page_token", "is not a token this service issued") from None
+    if not isinstance(data, dict):
+        raise invalid("page_token", "is not a token this service issued")
+    return data
+
+
+def standing_cursor(request: ipb.ListLoyaltyStandingsRequest) -> StandingCursor | None:
+    if not request.page_token:
+        return None
+    data = decode_token(request.page_token)
+    try:
+        cursor = (int(data["v"]), str(data["m"]))
+        same_filter = data["f"] == request.merchant_id
+    except (KeyError, TypeError, ValueError):
+        raise invalid("page_token", "is not a token this service issued") from None
+    if not same_filter:
+        raise invalid("page_token", "was issued for another merchant_id; start from the first page")
+    return cursor
+
+
+def tip_cursor(request: ipb.ListBenefitTipsRequest) -> TipCursor | None:
+    if not request.page_token:
+        return None
+    data = decode_token(request.page_token)
+    try:
+        return datetime.fromisoformat(str(data["t"])), str(_uuid(data["id"]))
+    except (KeyError, TypeError, ValueError):
+        raise invalid("page_token", "is not a token this service issued") from None
+
+
+def _uuid(value: Any) -> str:
+    return str(uuid.UUID(str(value)))
+
+
+# ---------------------------------------------------------------- mapping
+
+
+def _timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if when is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def _brand_pb(brand: str) -> Any:
+    """The CardBrand enum value (an int; the stubs type enum fields narrowly)."""
+    return pb.CardBrand.Value(f"CARD_BRAND_{brand if brand in BRANDS else 'UNSPECIFIED'}")
+
+
+def _brand_from_pb(brand: int) -> str:
+    name = pb.CardBrand.Name(brand) if brand in pb.CardBrand.values() else ""
+    return name.removeprefix("CARD_BRAND_") if brand else ""
+
+
+def _card_pb(card: Card) -> ipb.CardReference:
+    return ipb.CardReference(
+        brand=_brand_pb(card.brand), masked_number=card.masked_number, last4=card.last4
+    )
+
+
+def _reward_kind_pb(kind: str) -> Any:
+    return ipb.RewardKind.Value(f"REWARD_KIND_{kind}")
+
+
+def benefit_to_pb(benefit: Benefit) -> ipb.Benefit:
+    return ipb.Benefit(
+        brand=_brand_pb(benefit.brand),
+        category_code=benefit.category_code,
+        reward_kind=_reward_kind_pb(benefit.reward_kind),
+        rate_bps=benefit.rate_bps,
+        description=benefit.description,
+        update_time=_timestamp(benefit.update_time),
+    )
+
+
+def benefit_from_pb(message: ipb.Benefit) -> Benefit:
+    kind = ipb.RewardKind.Name(message.reward_kind) if message.reward_kind in (1, 2) else ""
+    benefit = Benefit(
+        brand=_brand_from_pb(message.brand),
+        category_code=message.category_code.strip(),
+        reward_kind=kind.removeprefix("REWARD_KIND_"),
+        rate_bps=message.rate_bps,
+        description=message.description,
+    )
+    validate_benefit(benefit)
+    return benefit
+
+
+def _category(code: str) -> str:
+    code = code.strip()
+    if code != WILDCARD and not (len(code) == 4 and code.isdigit()):
+        raise invalid("category_code", 'must be four digits (an MCC) or "*"')
+    return code
+
+
+# ---------------------------------------------------------------- servicers
+
+
+class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
+    def __init__(self, store: InsightsStore, tiers: tuple[Tier, ...]) -> None:
+        self._store = store
+        self._tiers = tiers
+
+    async def ListLoyaltyStandings(
+        self, request: ipb.ListLoyaltyStandingsRequest, context: Any
+    ) -> ipb.ListLoyaltyStandingsResponse:
+        async with mapped_errors(context):
+            limit = page_size(request.page_size)
+            rows = await self._store.list_standings(
+                current_principal().user_id,
+                merchant_id=request.merchant_id,
+                limit=limit + 1,
+                after=standing_cursor(request),
+            )
+        page = rows[:limit]
+        standings = []
+        for row in page:
+            standing = tier_standing(row.visits, self._tiers)
+            standings.append(
+                ipb.MerchantStanding(
+                    merchant_id=row.merchant_id,
+                    merchant_name=row.merchant_name,
+                    visits=row.visits,
+                    tier=standing.tier,
+                    next_tier=standing.next_tier,
+                    visits_to_next_tier=standing.visits_to_next_tier,
+                    last_visit_time=_timestamp(row.last_visit_time),
+                )
+            )
+        token = ""
+        if len(rows) > limit:
+            last = page[-1]
+            token = encode_token(
+                {"v": last.visits, "m": last.merchant_id, "f": request.merchant_id}
+            )
+        return ipb.ListLoyaltyStandingsResponse(standings=standings, next_page_token=token)
+
+    async def ListBenefitTips(
+        self, request: ipb.ListBenefitTipsRequest, context: Any
+    ) -> ipb.ListBenefitTipsResponse:
+        async with mapped_errors(context):
+            limit = page_size(request.page_size)
+            rows = await self._store.list_tips(
+                current_principal().user_id, limit=limit + 1, after=tip_cursor(request)
+            )
+        page = rows[:limit]
+        tips = [
+            ipb.BenefitTip(
+                tip_id=row.tip_id,
+                payment_id=row.payment_id,
+                merchant_id=row.merchant_id,
+                merchant_name=row.merchant_name,
+                category_code=row.category_code,
+                used_card=_card_pb(row.used_card),
+                used_rate_bps=row.used_rate_bps,
+                better_card=_card_pb(row.better_card),
+                better_rate_bps=row.better_rate_bps,
+                extra_reward=pb.Money(
+                    currency_code=row.currency_code, amount_minor=row.extra_reward_minor
+                ),
+                message=row.message,
+                create_time=_timestamp(row.create_time),
+            )
+            for row in page
+        ]
+        token = ""
+        if len(rows) > limit:
+            last = page[-1]
+            token = encode_token({"t": last.create_time.isoformat(), "id": last.tip_id})
+        return ipb.ListBenefitTipsResponse(tips=tips, next_page_token=token)
+
+
+class BenefitCatalogServicer(insights_pb2_grpc.BenefitCatalogServiceServicer):
+    def __init__(self, store: InsightsStore) -> None:
+        self._store = store
+
+    @staticmethod
+    def _require_admin() -> None:
+        if current_principal().role != ADMIN_ROLE:
+            raise PermissionDenied("admin role required")
+
+    async def PutBenefit(
+        self, request: ipb.PutBenefitRequest, context: Any
+    ) -> ipb.PutBenefitResponse:
+        async with mapped_errors(context):
+            self._require_admin()
+            if not request.HasField("benefit"):
+                raise invalid("benefit", "is required")
+            stored = await self._store.put_benefit(benefit_from_pb(request.benefit))
+        return ipb.PutBenefitResponse(benefit=benefit_to_pb(stored))
+
+    async def ListBenefits(
+        self, request: ipb.ListBenefitsRequest, context: Any
+    ) -> ipb.ListBenefitsResponse:
+        async with mapped_errors(context):
+            self._require_admin()
+            benefits = await self._store.list_benefits()
+        return ipb.ListBenefitsResponse(benefits=[benefit_to_pb(b) for b in benefits])
+
+    async def DeleteBenefit(
+        self, request: ipb.DeleteBenefitRequest, context: Any
+    ) -> ipb.DeleteBenefitResponse:
+        async with mapped_errors(context):
+            self._require_admin()
+            brand = _brand_from_pb(request.brand)
+            if brand not in BRANDS:
+                raise invalid("brand", "must be a card brand")
+            if not await self._store.delete_benefit(brand, _category(request.category_code)):
+                raise NotFound("no benefit for this brand and category")
+        return ipb.DeleteBenefitResponse()

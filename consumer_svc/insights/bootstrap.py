@@ -1,0 +1,130 @@
+"""The insights process's composition root: pool, Kafka clients, the loyalty and
+benefits consumer groups, the lag reporter, and the gRPC server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from consumer_svc.consuming import ConsumerLoop
+from consumer_svc.insights.api import BenefitCatalogServicer, InsightsServicer
+from consumer_svc.insights.config import BENEFITS, LOYALTY, Settings
+from consumer_svc.insights.handlers import EVENTS_TOPIC, BenefitsHandler, LoyaltyHandler
+from consumer_svc.insights.lag import LagReporter
+from consumer_svc.insights.store import InsightsStore
+from payrail.insights.v1 import insights_pb2, insights_pb2_grpc
+from payrail_common.authn import Authenticator, method_paths
+from payrail_common.dependencies import KafkaCheck, postgres_check
+from payrail_common.grpcserver import ServerHandle, create_server
+from payrail_common.probes import DependencyMonitor, Probe
+from payrail_common.tokens import KeyRing, TokenPolicy
+
+INSIGHTS = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"]
+CATALOG = insights_pb2.DESCRIPTOR.services_by_name["BenefitCatalogService"]
+SERVICE_NAMES = (INSIGHTS.full_name, CATALOG.full_name)
+
+
+async def _start_group(
+    settings: Settings, group: str, handler: Callable[[bytes], Awaitable[str]], role: str
+) -> tuple[ConsumerLoop, AIOKafkaConsumer, AIOKafkaProducer]:
+    """One consumer group over payments.events, through ConsumerLoop (bounded retries,
+    DLQ). Its producer only writes dead letters."""
+    client_id = f"payrail-{role}"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        request_timeout_ms=10_000,
+        client_id=client_id,
+    )
+    consumer = AIOKafkaConsumer(
+        EVENTS_TOPIC,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        client_id=client_id,
+        enable_auto_commit=False,
+        # A new group starts from the oldest event still kept: earlier purchases count.
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=300_000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+    )
+    await producer.start()
+    await consumer.start()
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, group=group)
+    loop.start()
+    return loop, consumer, producer
+
+
+async def build(settings: Settings) -> ServerHandle:
+    """Wire the insights process; wait (bounded) for PostgreSQL and Kafka; return the
+    bound server."""
+    # Public keys only, like payment_svc: every forwarded token is verified again here.
+    ring = KeyRing.from_files(public_spec=settings.jwt_public_keys)
+    authenticator = Authenticator(
+        ring, TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    )
+    tiers = settings.tiers
+    pool = await asyncpg.create_pool(
+        settings.pg_dsn,
+        min_size=0,
+        max_size=settings.pg_pool_max,
+        timeout=5,
+        command_timeout=10,
+    )
+    store = InsightsStore(pool)
+    kafka = KafkaCheck(settings.kafka_bootstrap)
+    handle = create_server(
+        host=settings.host,
+        port=settings.port,
+        registrars=[
+            lambda s: insights_pb2_grpc.add_InsightsServiceServicer_to_server(
+                InsightsServicer(store, tiers), s
+            ),
+            lambda s: insights_pb2_grpc.add_BenefitCatalogServiceServicer_to_server(
+                BenefitCatalogServicer(store), s
+            ),
+        ],
+        service_names=SERVICE_NAMES,
+        interceptors=[authenticator.interceptor(method_paths(INSIGHTS) | method_paths(CATALOG))],
+    )
+    monitor = DependencyMonitor(
+        handle.health,
+        [Probe("postgres", postgres_check(pool)), Probe("kafka", kafka)],
+    )
+    handle.on_stop.extend([pool.close, kafka.close])
+    try:
+        await monitor.wait_ready(("postgres", "kafka"), settings.startup_timeout_s)
+    except TimeoutError:
+        await handle.stop(0)
+        raise
+    groups: dict[str, tuple[str, Callable[[bytes], Awaitable[str]]]] = {
+        LOYALTY: (
+            settings.loyalty_group,
+            LoyaltyHandler(store, group=settings.loyalty_group).handle,
+        ),
+        BENEFITS: (
+            settings.benefits_group,
+            BenefitsHandler(store, group=settings.benefits_group).handle,
+        ),
+    }
+    for role, (group, handler) in groups.items():
+        if role not in settings.enabled_groups:
+            continue
+        loop, consumer, producer = await _start_group(settings, group, handler, role)
+        # on_stop runs last-in first-out: stop consuming, then leave the group, then flush.
+        handle.on_stop.extend([producer.stop, consumer.stop, loop.stop])
+    # Lag of both groups, running here or not, so a switched-off group is visible.
+    lag = LagReporter(
+        bootstrap_servers=settings.kafka_bootstrap,
+        topic=EVENTS_TOPIC,
+        groups=[group for group, _ in groups.values()],
+        interval_s=settings.lag_interval_s,
+    )
+    lag.start()
+    handle.on_stop.append(lag.stop)
+    handle.monitor = monitor
+    return handle
