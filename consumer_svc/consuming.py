@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ PROCESSED = Counter(
     ["group", "result"],
 )
 LAG = Gauge("payrail_consumer_lag_messages", "Messages behind the log end.", ["group"])
+LAG_INTERVAL_S = 5.0
 
 
 class PoisonMessage(Exception):
@@ -81,14 +83,28 @@ class ConsumerLoop(BackgroundLoop):
         self.task_name = f"consumer-{group}"
 
     async def _run(self) -> None:
+        lag_time = 0.0
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=self._batch_max)
             for tp, records in batches.items():
                 await asyncio.gather(*(self._process(record) for record in records))
                 # Commit only after every record of the batch had its effect (or its DLQ).
                 await self._consumer.commit({tp: records[-1].offset + 1})
-                end = await self._consumer.end_offsets([tp])
-                LAG.labels(self._group).set(max(0, end[tp] - (records[-1].offset + 1)))
+            # The lag of this member's partitions, after work and at least every few
+            # seconds while idle (a quiet group reports 0, not its last busy value).
+            if batches or time.monotonic() - lag_time > LAG_INTERVAL_S:
+                lag_time = time.monotonic()
+                await self._report_lag()
+
+    async def _report_lag(self) -> None:
+        partitions = list(self._consumer.assignment())
+        if not partitions:
+            return
+        end = await self._consumer.end_offsets(partitions)
+        behind = 0
+        for tp in partitions:
+            behind += max(0, end[tp] - await self._consumer.position(tp))
+        LAG.labels(self._group).set(behind)
 
     async def _process(self, record: Any) -> None:
         async with self._slots:

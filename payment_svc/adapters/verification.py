@@ -179,4 +179,3 @@ class PostgresVerificationRepository:
                 )
                 return AnswerResult(denied, verdict, 0)
             return AnswerResult(current, verdict, attempts_remaining(failed))
-

@@ -29,7 +29,11 @@ def test_codes_are_six_digits_with_leading_zeros() -> None:
     assert len(codes) > 190  # random, not a counter
 
 
-@pytest.mark.parametrize("code", ["", "12345", "1234567", "12a456", "１２３４５６", " 123456"])
+# The last but one is six full-width digits: str.isdigit() accepts them, codes must not.
+FULL_WIDTH = "\uff11\uff12\uff13\uff14\uff15\uff16"
+
+
+@pytest.mark.parametrize("code", ["", "12345", "1234567", "12a456", FULL_WIDTH, " 123456"])
 def test_malformed_codes(code: str) -> None:
     assert not is_well_formed(code)
 
