@@ -31,7 +31,7 @@ TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(T
 
 PYTEST_ARGS ?=
 
-.PHONY: help up down status test gen lint tools venv logs clean
+.PHONY: help up down status test gen lint tools venv logs clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -113,6 +113,32 @@ test: tools ## run every test against a private stack (never the one from make u
 	@status=0; $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	 if [ "$${KEEP_STACK:-0}" != 1 ]; then $(TEST_ENV) deploy/local/stack.sh down; fi; \
 	 exit $$status
+
+# ---------------------------------------------------------------- benchmark
+# `make bench` runs the benchmark (docs/performance.md) against the `make up` platform.
+# It restarts the services with the benchmark's environment first: risk limits too high
+# to refuse a burst of payments (every benchmark user pays with the same test card) and
+# the worker counts below; BENCH_RESTART=0 keeps the running services as they are.
+# BENCH_ARGS go to `python -m bench run` (see `python -m bench run --help`); BENCH_DOCS=1
+# also rewrites the figures in docs/performance.md from this run.
+BENCH_ARGS     ?=
+BENCH_RESTART  ?= 1
+BENCH_DOCS     ?= 0
+BENCH_GATEWAY_WORKERS ?= 1
+BENCH_PAYMENT_WORKERS ?= 1
+BENCH_ENV := PAYRAIL_RISK_VELOCITY_MAX_PER_CARD=100000000 PAYRAIL_RISK_VELOCITY_MAX_PER_USER=100000000 \
+	PAYRAIL_RISK_AMOUNT_FACTOR=100000000 \
+	PAYRAIL_GATEWAY_WORKERS=$(BENCH_GATEWAY_WORKERS) PAYRAIL_PAYMENT_WORKERS=$(BENCH_PAYMENT_WORKERS)
+
+bench: tools ## benchmark the make-up platform (restarts its services with bench settings)
+	@if [ "$(BENCH_RESTART)" = 1 ]; then \
+	  echo "[bench] restarting the services with the benchmark's settings (BENCH_RESTART=0 skips)"; \
+	  $(DEV_ENV) deploy/local/services.sh down; \
+	fi
+	@$(BENCH_ENV) $(MAKE) --no-print-directory up
+	@echo "[bench] running: python -m bench run $(BENCH_ARGS)"
+	@$(DEV_ENV) $(BENCH_ENV) $(PY) -m bench run $(if $(filter 1,$(BENCH_DOCS)),--docs docs/performance.md) \
+	    $(BENCH_ARGS)
 
 clean: down ## stop everything and delete local data (keeps .venv and .tools)
 	@rm -rf .data .data-test

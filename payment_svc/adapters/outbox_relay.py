@@ -108,6 +108,10 @@ _BACKLOG_SQL: Final = (
     "SELECT count(*) FROM"
     " (SELECT 1 FROM payments.outbox WHERE sent_time IS NULL LIMIT $1) AS unsent"
 )
+# While the breaker is closed the backlog gauge is refreshed at most this often (a count
+# is a round trip; the claim already tells a cycle whether there is work).
+_BACKLOG_COUNT_INTERVAL_S: Final = 1.0
+_BACKLOG_UNKNOWN: Final = -1
 _BACKLOG_EXACT_SQL: Final = "SELECT count(*) FROM payments.outbox WHERE sent_time IS NULL"
 
 # `held_back`: an earlier unsent row of the same stream (topic, key) exists that this
@@ -347,6 +351,8 @@ class OutboxRelay:
         self._listener_ping_at_s = 0.0
         self._listener_retry_at_s = 0.0
         self._listener_failures = 0
+        # When the next cycle counts the backlog (see _cycle).
+        self._count_due_s = 0.0
 
     # ------------------------------------------------------------------ public surface
 
@@ -525,10 +531,18 @@ class OutboxRelay:
     async def _cycle(self) -> _CycleResult:
         pool = self._require_pool()
         async with pool.acquire(timeout=self._connect_timeout_s) as conn:
-            backlog: int = await conn.fetchval(
-                _BACKLOG_SQL, BACKLOG_COUNT_MAX, timeout=self._statement_timeout_s
-            )
-            BACKLOG_ROWS.set(backlog)
+            # Counting costs a round trip per cycle; under load (a cycle per commit
+            # notification) the claim itself says whether there is work, so the count
+            # runs at most every _BACKLOG_COUNT_INTERVAL_S while the breaker is closed.
+            # It always runs otherwise: a trial must know whether there is anything.
+            backlog = _BACKLOG_UNKNOWN
+            now_s = time.monotonic()
+            if self._breaker.state is not BreakerState.CLOSED or now_s >= self._count_due_s:
+                backlog = await conn.fetchval(
+                    _BACKLOG_SQL, BACKLOG_COUNT_MAX, timeout=self._statement_timeout_s
+                )
+                self._count_due_s = now_s + _BACKLOG_COUNT_INTERVAL_S
+                BACKLOG_ROWS.set(backlog)
             if backlog == 0 and self._breaker.state is BreakerState.CLOSED:
                 return _CycleResult(0, 0)  # nothing to do, and no reason to touch Kafka
             if not self._breaker.allow():
@@ -568,7 +582,8 @@ class OutboxRelay:
             PUBLISHED_ROWS.labels(row["topic"]).inc()
         published = len(outcome.acked)
         self._published_total += published
-        BACKLOG_ROWS.set(max(0, backlog - published))
+        if backlog != _BACKLOG_UNKNOWN:
+            BACKLOG_ROWS.set(max(0, backlog - published))
         return _CycleResult(claimed_count=len(rows), published_count=published)
 
     def _judge(self, outcome: _Outcome) -> bool:
