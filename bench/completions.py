@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer
@@ -37,6 +38,9 @@ class E2ESample:
     accepted_s: float  # loop clock
     latency_s: float
     phase: str
+    # Accepted -> PROCESSING seen (risk, routing, dispatch); NaN when not observed. The
+    # rest of latency_s is the gateway, its callback and settlement.
+    dispatch_s: float = math.nan
 
 
 @dataclass
@@ -50,6 +54,8 @@ class CompletionTracker:
     _accepted: dict[str, tuple[float, str]] = field(default_factory=dict)
     # Final events that arrived before the client had read its CreatePayment answer.
     _early: dict[str, float] = field(default_factory=dict)
+    # When PROCESSING was seen, for accepted payments not final yet.
+    _processing: dict[str, float] = field(default_factory=dict)
     # Set whenever no accepted payment is waiting for its final status.
     _settled: asyncio.Event = field(default_factory=asyncio.Event)
     _consumer: AIOKafkaConsumer | None = None
@@ -62,7 +68,9 @@ class CompletionTracker:
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="latest",
-            fetch_max_wait_ms=20,
+            # Only matters while idle (data ends a fetch at once); short waits would poll
+            # the broker 6 partitions x 50 times a second for nothing.
+            fetch_max_wait_ms=200,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             client_id="payrail-bench",
         )
@@ -108,6 +116,7 @@ class CompletionTracker:
         count = len(self._accepted)
         self._accepted.clear()
         self._early.clear()
+        self._processing.clear()
         self._settled.set()
         return count
 
@@ -135,15 +144,22 @@ class CompletionTracker:
         if event.WhichOneof("kind") != "status_changed":
             return
         status = event.status_changed.payment.status
-        if status == payments_pb2.PAYMENT_STATUS_COMPLETED:
+        if status == payments_pb2.PAYMENT_STATUS_PROCESSING:
+            if event.payment_id in self._accepted:
+                self._processing[event.payment_id] = now
+        elif status == payments_pb2.PAYMENT_STATUS_COMPLETED:
             entry = self._accepted.pop(event.payment_id, None)
+            processing = self._processing.pop(event.payment_id, math.nan)
             if entry is None:
                 self._early[event.payment_id] = now
                 return
-            self.samples.append(E2ESample(entry[0], now - entry[0], entry[1]))
+            self.samples.append(
+                E2ESample(entry[0], now - entry[0], entry[1], processing - entry[0])
+            )
         elif status in FINAL_FAILURES:
             name = payments_pb2.PaymentStatus.Name(status).removeprefix("PAYMENT_STATUS_")
             reason = f"{name}:{event.status_changed.payment.failure_code}"
+            self._processing.pop(event.payment_id, None)
             if self._accepted.pop(event.payment_id, None) is not None:
                 self.failed[reason] = self.failed.get(reason, 0) + 1
 

@@ -36,6 +36,7 @@ def build(run: BenchRun) -> dict[str, Any]:
         "phases": run.phases,
         "series": run.series,
         "backlog": [{"t_s": t, "rows": n, "phase": p} for t, n, p in run.backlog],
+        "consumer_lag": [{"t_s": t, "messages": n, "phase": p} for t, n, p in run.lag],
     }
     doc["ratios"] = ratios(doc)
     doc["targets"] = targets(doc)
@@ -113,6 +114,20 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     "by": "bound: < 1 s of arrivals queued",
                 }
             )
+            if "consumer_lag_last" in backlog:
+                keeps_up = _num(backlog["consumer_lag_slope_per_s"]) <= 0.01 * rate
+                rows.append(
+                    {
+                        "target": "(also) the processing pipeline keeps up at that rate",
+                        "measured": (
+                            f"consumer lag {backlog['consumer_lag_first']:.0f} -> "
+                            f"{backlog['consumer_lag_last']:.0f} messages, slope "
+                            f"{backlog['consumer_lag_slope_per_s']:+.1f}/s"
+                        ),
+                        "result": _verdict(keeps_up),
+                        "by": "not an issue target; see the e2e rows",
+                    }
+                )
     ratio = doc.get("ratios", {}).get("step_rate_over_echo")
     if ratio is not None and not math.isnan(ratio):
         rows.append(
@@ -127,13 +142,17 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if e2e and e2e.get("e2e"):
         p50 = _num(e2e["e2e"]["p50_ms"])
         p99 = _num(e2e["e2e"]["p99_ms"])
-        at = _num(e2e["offered_rate"])
-        good_rate = at >= TARGET_E2E_RATE
+        at = _num(e2e["achieved_rate"])
+        left = int(_num(e2e.get("e2e_outstanding", 0)) or 0)
+        # Accepted at the rate, and every accepted payment seen COMPLETED (those still
+        # outstanding at the settle timeout are not in the percentiles: they would be worse).
+        good_rate = at >= 0.95 * TARGET_E2E_RATE and left == 0
+        note = f", {left} not final after the settle timeout" if left else ""
         rows.append(
             {
                 "target": f"accepted->COMPLETED at {TARGET_E2E_RATE:.0f}/s: p50 <= "
                 f"{TARGET_E2E_P50_MS:g} ms",
-                "measured": f"{p50:.0f} ms at {at:,.0f}/s",
+                "measured": f"{p50:.0f} ms at {at:,.0f}/s accepted{note}",
                 "result": _verdict(p50 <= TARGET_E2E_P50_MS and good_rate),
                 "by": f"{p50 / TARGET_E2E_P50_MS:.2f}x of limit",
             }
@@ -142,7 +161,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "target": f"accepted->COMPLETED at {TARGET_E2E_RATE:.0f}/s: p99 <= "
                 f"{TARGET_E2E_P99_MS:g} ms",
-                "measured": f"{p99:.0f} ms at {at:,.0f}/s",
+                "measured": f"{p99:.0f} ms at {at:,.0f}/s accepted{note}",
                 "result": _verdict(p99 <= TARGET_E2E_P99_MS and good_rate),
                 "by": f"{p99 / TARGET_E2E_P99_MS:.2f}x of limit",
             }
@@ -193,6 +212,26 @@ def phase_table(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def split_table(doc: dict[str, Any]) -> list[str]:
+    """End-to-end latency in two halves, per phase that saw completions."""
+    lines = [
+        "| phase | accepted->PROCESSING p50 / p99 ms | PROCESSING->COMPLETED p50 / p99 ms |",
+        "|---|---:|---:|",
+    ]
+    rows = 0
+    for p in doc.get("phases", []):
+        a = p.get("e2e_to_processing") or {}
+        b = p.get("e2e_processing_to_completed") or {}
+        if not a or not _num(a.get("count")):
+            continue
+        rows += 1
+        lines.append(
+            f"| {p['name']} | {_ms(a['p50_ms'])} / {_ms(a['p99_ms'])} "
+            f"| {_ms(b['p50_ms'])} / {_ms(b['p99_ms'])} |"
+        )
+    return lines if rows else []
+
+
 def cpu_table(doc: dict[str, Any], name: str = "sustained") -> list[str]:
     p = phase(doc, name)
     if not p or not p.get("cpu"):
@@ -235,7 +274,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         )
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"  {key}: {_num(value):.3f}")
-    lines += ["", *phase_table(doc), ""]
+    lines += ["", *phase_table(doc), "", *split_table(doc), ""]
     cpu = cpu_table(doc)
     if cpu:
         lines += ["CPU during the sustained run:", *cpu, ""]
@@ -306,6 +345,17 @@ def write_chart(doc: dict[str, Any], path: Path) -> None:
     ax_rate.plot([], [], color="tab:green", label="OK")
     ax_rate.plot([], [], color="tab:orange", label="errors (shed)")
     ax_rate.legend(loc="upper left", fontsize=8)
+    lag = doc.get("consumer_lag", [])
+    if lag:
+        ax_lag = ax_backlog.twinx()
+        ax_lag.plot(
+            [x["t_s"] for x in lag],
+            [x["messages"] for x in lag],
+            color="tab:brown",
+            linestyle=":",
+            label="consumer lag (messages)",
+        )
+        ax_lag.set_ylabel("consumer lag", color="tab:brown", fontsize=8)
     ax_backlog.set_ylabel("outbox backlog, rows")
     ax_backlog.set_xlabel("seconds since the start of the run (latency by scheduled send time)")
     env = doc.get("environment", {})
@@ -365,6 +415,9 @@ def figures_markdown(doc: dict[str, Any], *, json_name: str, png_name: str) -> s
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"- `{key}` = {_num(value):.3f}")
     lines += ["", "### Phases", "", *phase_table(doc), ""]
+    split = split_table(doc)
+    if split:
+        lines += ["End-to-end latency in two halves:", "", *split, ""]
     steps = doc.get("step") or []
     if steps:
         lines += ["Step search:", ""]

@@ -38,7 +38,7 @@ from bench.echo import EchoServerProcess, EchoTarget
 from bench.loadgen import Send, run_open_loop
 from bench.payrail_target import PayrailTarget, create_request
 from bench.pgbaseline import run_pgbench
-from bench.quiet import wait_quiet
+from bench.quiet import pipeline_lag, wait_quiet
 from bench.stats import PhaseRecorder, linear_slope, summarize_ms
 from payrail.payments.v1 import payments_pb2
 
@@ -98,6 +98,7 @@ class BenchRun:
     phases: list[dict[str, Any]] = field(default_factory=list)
     series: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     backlog: list[tuple[float, int, str]] = field(default_factory=list)
+    lag: list[tuple[float, int, str]] = field(default_factory=list)
 
 
 def say(text: str) -> None:
@@ -163,10 +164,12 @@ class Bench:
                 sustainable = cfg.step_start_rate
             self.run.results["sustained_rate"] = sustainable
             await self._payrail_phase("sustained", sustainable, cfg.duration_s, cfg.warmup_s)
-            if cfg.e2e_rate > 0:
-                await self._payrail_phase("e2e", cfg.e2e_rate, cfg.e2e_duration_s, cfg.warmup_s)
             if cfg.overload:
                 await self._overload(sustainable)
+            # Last: when the pipeline cannot keep up with this rate, the backlog it leaves
+            # would otherwise be charged to the phases after it.
+            if cfg.e2e_rate > 0:
+                await self._payrail_phase("e2e", cfg.e2e_rate, cfg.e2e_duration_s, cfg.warmup_s)
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -362,6 +365,12 @@ class Bench:
             e2e = self._tracker.phase_samples(name)
             # Every payment the phase got accepted, warm-up included.
             summary["e2e"] = summarize_ms(s.latency_s for s in e2e)
+            # The two halves: accepted -> PROCESSING, PROCESSING -> COMPLETED.
+            split = [s for s in e2e if not math.isnan(s.dispatch_s)]
+            summary["e2e_to_processing"] = summarize_ms(s.dispatch_s for s in split)
+            summary["e2e_processing_to_completed"] = summarize_ms(
+                s.latency_s - s.dispatch_s for s in split
+            )
             summary["e2e_completed"] = len(e2e)
             summary["e2e_outstanding"] = self._tracker.outstanding
             if settle:  # otherwise the next phase keeps waiting for these
@@ -393,24 +402,37 @@ class Bench:
     # ------------------------------------------------------------------ outbox backlog
 
     async def _sample_backlog(self) -> None:
+        """Outbox backlog every second; the pipeline's consumer lag every 5 seconds."""
         loop = asyncio.get_running_loop()
+        tick = 0
         while True:
             with contextlib.suppress(Exception):
                 count: int = await self._pg.fetchval(_BACKLOG_SQL, timeout=2)
                 self.run.backlog.append((loop.time() - self._loop_start, count, self._phase_name))
+            if tick % 5 == 0:
+                with contextlib.suppress(Exception):
+                    lag = await pipeline_lag(self.config.kafka_bootstrap)
+                    self.run.lag.append((loop.time() - self._loop_start, lag, self._phase_name))
+            tick += 1
             await asyncio.sleep(1.0)
 
     def _backlog_summary(self, phase: str) -> dict[str, float]:
         points = [(t, float(n)) for t, n, p in self.run.backlog if p == phase]
         if not points:
             return {}
-        return {
+        out = {
             "samples": float(len(points)),
             "first": points[0][1],
             "last": points[-1][1],
             "max": max(n for _, n in points),
             "slope_rows_per_s": linear_slope(points),
         }
+        lag = [(t, float(n)) for t, n, p in self.run.lag if p == phase]
+        if lag:
+            out["consumer_lag_first"] = lag[0][1]
+            out["consumer_lag_last"] = lag[-1][1]
+            out["consumer_lag_slope_per_s"] = linear_slope(lag)
+        return out
 
 
 def _sample_response() -> payments_pb2.CreatePaymentResponse:
