@@ -15,11 +15,22 @@ from tests.integration.test_payments import deposit, stub
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
-async def collect(channel: grpc.aio.Channel, user: User, payment_id: str) -> list[pb.Payment]:
+async def collect(
+    channel: grpc.aio.Channel,
+    user: User,
+    payment_id: str,
+    opened: asyncio.Semaphore | None = None,
+) -> list[pb.Payment]:
+    """Every state the stream sends; ``opened`` is released once the first arrived."""
     stream = payments_pb2_grpc.PaymentServiceStub(channel).WatchPayment(
         pb.WatchPaymentRequest(payment_id=payment_id), metadata=user.metadata, timeout=30
     )
-    return [reply.payment async for reply in stream]
+    states = []
+    async for reply in stream:
+        states.append(reply.payment)
+        if opened is not None and len(states) == 1:
+            opened.release()
+    return states
 
 
 async def test_watch_streams_current_state_then_changes_and_ends(
@@ -28,9 +39,11 @@ async def test_watch_streams_current_state_then_changes_and_ends(
     user = await register_and_login(channel)
     created = await stub(channel).CreatePayment(deposit(), metadata=user.metadata, timeout=5)
     payment_id = created.payment.payment_id
-    # Hundreds of watchers on one payment, all opened before the change.
-    watchers = [asyncio.create_task(collect(channel, user, payment_id)) for _ in range(200)]
-    await asyncio.sleep(1.0)
+    # Hundreds of watchers on one payment, all open (first state received) before the change.
+    opened = asyncio.Semaphore(0)
+    watchers = [asyncio.create_task(collect(channel, user, payment_id, opened)) for _ in range(200)]
+    for _ in watchers:
+        await asyncio.wait_for(opened.acquire(), timeout=30)
     assert not any(w.done() for w in watchers), "a stream ended before the payment was final"
     await stub(channel).CancelPayment(
         pb.CancelPaymentRequest(payment_id=payment_id), metadata=user.metadata, timeout=5
