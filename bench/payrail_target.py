@@ -1,9 +1,12 @@
 """The system under test: users with their own tokens, CreatePayment through the edge.
 
-Every request is a USD DEPOSIT of 10.00 with the approving test card
-(4242 4242 4242 4242) and a fresh idempotency key, sent with one of the users' tokens
-over one of several channels (round robin), through the public gateway_svc exactly as a
-client would call it.
+Every request is a USD DEPOSIT of 10.00 with a fresh idempotency key, sent with one of
+the users' tokens over one of several channels (round robin), through the public
+gateway_svc exactly as a client would call it. Each user pays with a card of their own,
+as real customers do: user 0 with the approving test card 4242 4242 4242 4242, the
+others with Luhn-valid Visa numbers 424242..., which the sandbox approves like any card
+that is not one of its decline cards. (One card shared by every user would make each
+per-card velocity check count the whole run, which no real traffic does.)
 """
 
 from __future__ import annotations
@@ -36,19 +39,39 @@ class BenchUser:
     access_token: str
     refresh_token: str
     token_time_s: float  # monotonic time the access token was issued
+    card: str = CARD
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.access_token}"),)
 
 
-def create_request(idempotency_key: str) -> payments_pb2.CreatePaymentRequest:
+def luhn_check_digit(payload: str) -> str:
+    """The digit that makes ``payload + digit`` pass the Luhn check."""
+    total = 0
+    for position, char in enumerate(reversed(payload)):
+        digit = int(char)
+        if position % 2 == 0:  # doubled: it is second from the right once the check is added
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return str((10 - total % 10) % 10)
+
+
+def card_for_user(index: int) -> str:
+    """User 0: the approving test card; user n: a Luhn-valid Visa 424242 + n."""
+    if index == 0:
+        return CARD
+    payload = f"424242{index:09d}"
+    return payload + luhn_check_digit(payload)
+
+
+def create_request(idempotency_key: str, card: str = CARD) -> payments_pb2.CreatePaymentRequest:
     return payments_pb2.CreatePaymentRequest(
         idempotency_key=idempotency_key,
         kind=payments_pb2.PAYMENT_KIND_DEPOSIT,
         amount=payments_pb2.Money(currency_code="USD", amount_minor=1000),
         card=payments_pb2.CardInput(
-            number=CARD, exp_month=12, exp_year=2030, cvc="123", holder_name="Bench User"
+            number=card, exp_month=12, exp_year=2030, cvc="123", holder_name="Bench User"
         ),
         description="payrail bench",
     )
@@ -109,6 +132,7 @@ class PayrailTarget:
                 tokens.access_token,
                 tokens.refresh_token,
                 time.monotonic(),
+                card_for_user(n),
             )
 
         self.users = list(await asyncio.gather(*(one(n) for n in range(count))))
@@ -133,7 +157,7 @@ class PayrailTarget:
     async def send(self, index: int) -> str:
         user = self.users[index % len(self.users)]
         stub = self._payments[index % len(self._payments)]
-        request = create_request(f"bench-{self._run_id}-{index}-{uuid.uuid4().hex[:8]}")
+        request = create_request(f"bench-{self._run_id}-{index}-{uuid.uuid4().hex[:8]}", user.card)
         try:
             reply = await stub.CreatePayment(
                 request, metadata=user.metadata, timeout=self._timeout_s

@@ -99,3 +99,13 @@ def test_a_full_server_sheds_with_resource_exhausted_and_recovers() -> None:
             await handle.stop(0)
 
     asyncio.run(scenario())
+
+
+def test_bench_cards_are_luhn_valid_and_distinct() -> None:
+    from bench.payrail_target import CARD, card_for_user
+    from payment_svc.domain.cards import luhn_valid
+
+    cards = [card_for_user(n) for n in range(500)]
+    assert cards[0] == CARD
+    assert len(set(cards)) == 500
+    assert all(len(c) == 16 and luhn_valid(c) for c in cards)
