@@ -148,7 +148,8 @@ class Bench:
         self._target = target
         tracker = CompletionTracker(cfg.kafka_bootstrap)
         self._tracker = tracker
-        self._pg = await asyncpg.connect(cfg.pg_dsn, timeout=10)
+        # A pool: the backlog sampler and the quiet check query concurrently.
+        self._pg = await asyncpg.create_pool(cfg.pg_dsn, min_size=1, max_size=2, timeout=10)
         sampler = asyncio.create_task(self._sample_backlog())
         try:
             say(f"registering {cfg.users} users at {cfg.target} (Argon2: takes a while)")
@@ -388,6 +389,7 @@ class Bench:
         conn = self._pg or await asyncpg.connect(self.config.pg_dsn, timeout=10)
         started = time.monotonic()
         try:
+            # A pool or a connection: both answer fetchval.
             backlog, lag = await wait_quiet(
                 conn, self.config.kafka_bootstrap, timeout_s=self.config.quiet_timeout_s
             )
