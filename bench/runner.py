@@ -136,6 +136,7 @@ class Bench:
         self.run.results["environment"] = await self._environment()
         self.run.results["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if cfg.echo:
+            await self._wait_quiet("echo")  # the ceiling, measured on an idle platform
             await self._echo_baseline()
         if cfg.pgbench:
             await self._wait_quiet("pgbench")
