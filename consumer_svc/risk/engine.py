@@ -7,7 +7,6 @@ from datetime import UTC
 
 from consumer_svc.risk.rules import (
     Assessment,
-    Decision,
     Location,
     PaymentFacts,
     RiskPolicy,
@@ -61,18 +60,13 @@ class RiskEngine:
     async def assess(self, event: events_pb2.PaymentEvent) -> Assessment:
         """The decision for a PaymentCreated event, computed once and then remembered."""
         facts = facts_from_event(event)
-        decided = await self._store.decision(facts.payment_id)
-        if decided is None:
-            history = await self._store.history(
-                facts,
-                window_s=self._policy.velocity_window_s,
-                amounts_max=self._policy.amount_history,
-                card_present=facts.location is not None,
-            )
-            decided = await self._store.record(facts, assess(facts, history, self._policy))
-        if decided.decision is Decision.APPROVE and facts.location is not None:
-            await self._remember(facts.user_id, facts.card_fingerprint, facts.location)
-        return decided
+        return await self._store.decide(
+            facts,
+            lambda history: assess(facts, history, self._policy),
+            window_s=self._policy.velocity_window_s,
+            amounts_max=self._policy.amount_history,
+            places=_places(facts.user_id, facts.card_fingerprint),
+        )
 
     async def verified(self, event: events_pb2.PaymentEvent) -> None:
         """The owner confirmed a flagged payment: its place becomes the last known one."""
@@ -82,6 +76,10 @@ class RiskEngine:
             await self._remember(event.user_id, fingerprint, location)
 
     async def _remember(self, user_id: str, fingerprint: str, location: Location) -> None:
-        await self._store.remember_location(f"user:{user_id}", location)
-        if fingerprint:
-            await self._store.remember_location(f"card:{fingerprint}", location)
+        for subject in _places(user_id, fingerprint):
+            await self._store.remember_location(subject, location)
+
+
+def _places(user_id: str, fingerprint: str) -> tuple[str, ...]:
+    """The subjects whose last known location a card-present payment updates."""
+    return (f"user:{user_id}", *((f"card:{fingerprint}",) if fingerprint else ()))

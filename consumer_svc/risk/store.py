@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -47,10 +48,9 @@ class RiskStore:
         self._cache_ttl_s = cache_ttl_s
 
     # ------------------------------------------------------------------ decisions
-    async def decision(self, payment_id: str) -> Assessment | None:
-        row = await self._pool.fetchrow(
-            "SELECT decision, findings FROM consumer.risk_decisions WHERE payment_id = $1",
-            uuid.UUID(payment_id),
+    async def _decision(self, conn: asyncpg.Connection, pid: uuid.UUID) -> Assessment | None:
+        row = await conn.fetchrow(
+            "SELECT decision, findings FROM consumer.risk_decisions WHERE payment_id = $1", pid
         )
         if row is None:
             return None
@@ -60,9 +60,50 @@ class RiskStore:
         )
         return Assessment(Decision(row["decision"]), findings)
 
-    async def record(self, facts: PaymentFacts, assessment: Assessment) -> Assessment:
-        """Keep the observation and the decision; when another delivery of the same
-        event got there first, its decision stands and is returned."""
+    async def decide(
+        self,
+        facts: PaymentFacts,
+        rules: Callable[[History], Assessment],
+        *,
+        window_s: int,
+        amounts_max: int,
+        places: Sequence[str] = (),
+    ) -> Assessment:
+        """Decide a payment once, atomically: under a transaction-scoped lock on its user
+        and its card, read what is known before it, apply ``rules`` and record the
+        observation with the decision. Two payments of one card or one user are thus
+        never judged on the same history (a burst cannot slip past the velocity limit
+        together). An approved card-present payment becomes the last known location of
+        each of ``places`` in the same transaction. When a decision is already recorded
+        (a redelivery), it stands."""
+        pid = uuid.UUID(facts.payment_id)
+        # Locks in one fixed order (sorted keys), so two deciders never deadlock.
+        lock_keys = sorted(
+            {f"risk:user:{facts.user_id}"}
+            | ({f"risk:card:{facts.card_fingerprint}"} if facts.card_fingerprint else set())
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            for key in lock_keys:
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            decided = await self._decision(conn, pid)
+            if decided is not None:
+                return decided
+            history = await self._history(conn, facts, window_s=window_s, amounts_max=amounts_max)
+            assessment = rules(history)
+            await self._record(conn, facts, assessment)
+            stored: list[tuple[str, Location]] = []
+            if assessment.decision is Decision.APPROVE and facts.location is not None:
+                for subject in places:
+                    if await self._store_location(conn, subject, facts.location):
+                        stored.append((subject, facts.location))
+        # Redis after the commit: the cache never shows what PostgreSQL does not have.
+        for subject, location in stored:
+            await self._cache(subject, location)
+        return assessment
+
+    async def _record(
+        self, conn: asyncpg.Connection, facts: PaymentFacts, assessment: Assessment
+    ) -> None:
         findings = json.dumps(
             [
                 {"rule": f.rule, "decision": f.decision.value, "explanation": f.explanation}
@@ -70,33 +111,28 @@ class RiskStore:
             ]
         )
         pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO consumer.risk_observations (payment_id, user_id, card_fingerprint,"
-                " currency_code, amount_minor, occur_time) VALUES ($1, $2, $3, $4, $5, $6)"
-                " ON CONFLICT DO NOTHING",
-                pid,
-                uid,
-                facts.card_fingerprint,
-                facts.currency_code,
-                facts.amount_minor,
-                facts.at,
-            )
-            fresh = await conn.fetchval(
-                "INSERT INTO consumer.risk_decisions"
-                " (payment_id, user_id, decision, rule, explanation, findings)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-                pid,
-                uid,
-                assessment.decision.value,
-                assessment.rule,
-                assessment.explanation,
-                findings,
-            )
-        if fresh:
-            return assessment
-        stored = await self.decision(facts.payment_id)
-        return assessment if stored is None else stored
+        await conn.execute(
+            "INSERT INTO consumer.risk_observations (payment_id, user_id, card_fingerprint,"
+            " currency_code, amount_minor, occur_time) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT DO NOTHING",
+            pid,
+            uid,
+            facts.card_fingerprint,
+            facts.currency_code,
+            facts.amount_minor,
+            facts.at,
+        )
+        await conn.execute(
+            "INSERT INTO consumer.risk_decisions"
+            " (payment_id, user_id, decision, rule, explanation, findings)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            pid,
+            uid,
+            assessment.decision.value,
+            assessment.rule,
+            assessment.explanation,
+            findings,
+        )
 
     async def card_fingerprint(self, payment_id: str) -> str:
         """The card fingerprint observed with a payment ("" when unknown or walleted)."""
@@ -107,23 +143,33 @@ class RiskStore:
         return found or ""
 
     # ------------------------------------------------------------------ history
-    async def history(
-        self, facts: PaymentFacts, *, window_s: int, amounts_max: int, card_present: bool
+    async def _history(
+        self, conn: asyncpg.Connection, facts: PaymentFacts, *, window_s: int, amounts_max: int
     ) -> History:
+        """Everything observed of the user and the card (in processing order: whatever
+        was decided before this payment, whenever it was created) within the window."""
         pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
         since = facts.at - timedelta(seconds=window_s)
-        counts = await self._pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE user_id = $1) AS by_user,"
-            " count(*) FILTER (WHERE $2 <> '' AND card_fingerprint = $2) AS by_card"
-            " FROM consumer.risk_observations"
-            " WHERE (user_id = $1 OR ($2 <> '' AND card_fingerprint = $2))"
-            " AND occur_time >= $3 AND payment_id <> $4",
+        # Two counts, each on its own index: one query with an OR of both (and a
+        # "no card" guard) lets a generic prepared plan fall back to a sequential scan.
+        by_user = await conn.fetchval(
+            "SELECT count(*) FROM consumer.risk_observations"
+            " WHERE user_id = $1 AND occur_time >= $2 AND payment_id <> $3",
             uid,
-            facts.card_fingerprint,
             since,
             pid,
         )
-        amounts = await self._pool.fetch(
+        by_card = 0
+        if facts.card_fingerprint:
+            by_card = await conn.fetchval(
+                "SELECT count(*) FROM consumer.risk_observations"
+                " WHERE card_fingerprint = $1 AND card_fingerprint <> ''"
+                " AND occur_time >= $2 AND payment_id <> $3",
+                facts.card_fingerprint,
+                since,
+                pid,
+            )
+        amounts = await conn.fetch(
             "SELECT amount_minor FROM consumer.risk_observations"
             " WHERE user_id = $1 AND currency_code = $2 AND payment_id <> $3"
             " ORDER BY occur_time DESC LIMIT $4",
@@ -133,20 +179,20 @@ class RiskStore:
             amounts_max,
         )
         user_location = card_location = None
-        if card_present:
-            user_location = await self.last_location(f"user:{facts.user_id}")
+        if facts.location is not None:
+            user_location = await self.last_location(conn, f"user:{facts.user_id}")
             if facts.card_fingerprint:
-                card_location = await self.last_location(f"card:{facts.card_fingerprint}")
+                card_location = await self.last_location(conn, f"card:{facts.card_fingerprint}")
         return History(
             last_user_location=user_location,
             last_card_location=card_location,
-            recent_card_payments=counts["by_card"],
-            recent_user_payments=counts["by_user"],
+            recent_card_payments=by_card,
+            recent_user_payments=by_user,
             recent_amounts=[r["amount_minor"] for r in amounts],
         )
 
     # ------------------------------------------------------------------ locations
-    async def last_location(self, subject: str) -> Location | None:
+    async def last_location(self, conn: asyncpg.Connection, subject: str) -> Location | None:
         """Cache-aside: Redis first; on a miss (or Redis down) PostgreSQL, then fill Redis."""
         key = _CACHE_PREFIX + subject
         try:
@@ -154,18 +200,18 @@ class RiskStore:
         except (RedisError, OSError) as exc:
             LOCATION_CACHE.labels("redis_down").inc()
             log.debug("location cache unavailable", extra={"error": type(exc).__name__})
-            return await self._location_from_db(subject)
+            return await self._location_from_db(conn, subject)
         if raw is not None:
             LOCATION_CACHE.labels("hit").inc()
             return _decode(raw)
         LOCATION_CACHE.labels("miss").inc()
-        location = await self._location_from_db(subject)
+        location = await self._location_from_db(conn, subject)
         if location is not None:
             await self._cache(subject, location)
         return location
 
-    async def _location_from_db(self, subject: str) -> Location | None:
-        row = await self._pool.fetchrow(
+    async def _location_from_db(self, conn: asyncpg.Connection, subject: str) -> Location | None:
+        row = await conn.fetchrow(
             "SELECT latitude, longitude, city, country_code, payment_id, seen_time"
             " FROM consumer.risk_locations WHERE subject = $1",
             subject,
@@ -189,7 +235,16 @@ class RiskStore:
 
     async def remember_location(self, subject: str, location: Location) -> None:
         """Keep the newest location per subject in PostgreSQL, then copy it to Redis."""
-        row = await self._pool.fetchrow(
+        async with self._pool.acquire() as conn:
+            newer = await self._store_location(conn, subject, location)
+        if newer:
+            await self._cache(subject, location)
+
+    async def _store_location(
+        self, conn: asyncpg.Connection, subject: str, location: Location
+    ) -> bool:
+        """Upsert the subject's location unless a newer one is known; True if stored."""
+        row = await conn.fetchrow(
             "INSERT INTO consumer.risk_locations AS l (subject, latitude, longitude, city,"
             " country_code, payment_id, seen_time) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (subject) DO UPDATE SET latitude = EXCLUDED.latitude,"
@@ -205,5 +260,4 @@ class RiskStore:
             uuid.UUID(location.payment_id),
             location.at,
         )
-        if row is not None:
-            await self._cache(subject, location)
+        return row is not None

@@ -368,10 +368,13 @@ async def test_velocity_denies_the_payment_past_the_limit_and_explains(
 ) -> None:
     user = await register_and_login(edge)
     card = fresh_card()
-    ids = [await submit(edge, user, deposit(card)) for _ in range(VELOCITY_MAX_PER_CARD + 1)]
-    finals = [await wait_for(edge, user, pid, FINAL) for pid in ids]
-    assert [p.status for p in finals[:-1]] == [pb.PAYMENT_STATUS_COMPLETED] * VELOCITY_MAX_PER_CARD
-    denied = finals[-1]
+    # One after another, each decided before the next is sent: the one past the limit is
+    # the last. (Sent at once, which of them is refused depends on the order in which
+    # the processor sees them: see the burst test below.)
+    for _ in range(VELOCITY_MAX_PER_CARD):
+        done = await wait_for(edge, user, await submit(edge, user, deposit(card)), FINAL)
+        assert done.status == pb.PAYMENT_STATUS_COMPLETED, done
+    denied = await wait_for(edge, user, await submit(edge, user, deposit(card)), FINAL)
     assert (denied.status, denied.failure_code) == (pb.PAYMENT_STATUS_DENIED, "velocity")
     assert denied.failure_message == (
         f"velocity: {VELOCITY_MAX_PER_CARD + 1} payments with this card within 10 min"
@@ -382,6 +385,24 @@ async def test_velocity_denies_the_payment_past_the_limit_and_explains(
     # Another card of the same user is unaffected.
     other = await submit(edge, user, deposit(fresh_card()))
     assert (await wait_for(edge, user, other, FINAL)).status == pb.PAYMENT_STATUS_COMPLETED
+
+
+async def test_a_burst_on_one_card_gets_exactly_the_limit_through(
+    edge: grpc.aio.Channel,
+) -> None:
+    """Sent at once, the payments land on different partitions and are decided
+    concurrently; still no more than the limit may be approved."""
+    user = await register_and_login(edge)
+    card = fresh_card()
+    burst = VELOCITY_MAX_PER_CARD + 3
+    ids = await asyncio.gather(*(submit(edge, user, deposit(card)) for _ in range(burst)))
+    finals = [await wait_for(edge, user, pid, FINAL) for pid in ids]
+    outcomes = sorted((p.status, p.failure_code) for p in finals)
+    assert outcomes == sorted(
+        [(pb.PAYMENT_STATUS_COMPLETED, "")] * VELOCITY_MAX_PER_CARD
+        + [(pb.PAYMENT_STATUS_DENIED, "velocity")] * (burst - VELOCITY_MAX_PER_CARD)
+    ), finals
+    assert await balance(edge, user) == (1000 * VELOCITY_MAX_PER_CARD, 0)
 
 
 async def test_while_risk_is_down_payments_wait_in_pending(
