@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from payrail_common.interceptors import AroundInterceptor
 from payrail_common.rpcerrors import abort
-from payrail_common.tokens import KeyRing, Principal, TokenError, TokenPolicy, verify_access_token
+from payrail_common.tokens import KeyRing, Principal, TokenError, TokenPolicy, VerifiedTokens
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,12 @@ class Authenticator:
     def __init__(
         self, ring: KeyRing, policy: TokenPolicy, session_check: SessionCheck | None = None
     ) -> None:
-        self._ring = ring
-        self._policy = policy
+        self._tokens = VerifiedTokens(ring, policy)
         self._session_check = session_check
 
     async def _principal(self, method: str, context: Any) -> Principal:
         try:
-            principal = verify_access_token(self._ring, self._policy, bearer_token(context))
+            principal = self._tokens.verify(bearer_token(context))
             if self._session_check is not None and not await self._session_check(principal):
                 raise TokenError("session_revoked")
         except TokenError as exc:

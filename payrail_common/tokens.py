@@ -15,7 +15,9 @@ or ``aud``, expiry beyond a small leeway, and any missing claim.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,6 +214,52 @@ def verify_access_token(ring: KeyRing, policy: TokenPolicy, token: str) -> Princ
         token_id=claims["jti"],
         expires_at=int(claims["exp"]),
     )
+
+
+class VerifiedTokens:
+    """Tokens this process has already verified, with their principal, until they expire.
+
+    A signature check (Ed25519) is the costliest step of an authenticated call; a client
+    sends the same token with every call for its whole lifetime, so a hit skips it. The
+    key is the exact token string, so a hit is a token that passed every check before:
+    the cache decides nothing verification would not decide the same way, and a refused
+    token is never cached. An entry is dropped once ``exp`` (plus the leeway) has passed,
+    and the least recently used go first beyond ``entries_max``. Revocation is not this
+    cache's business: the session check (gateway_svc) still runs on every call.
+    """
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        policy: TokenPolicy,
+        *,
+        entries_max: int = 10_000,
+        clock_s: Callable[[], float] = time.time,
+    ) -> None:
+        if entries_max < 1:
+            raise ValueError("entries_max must be at least 1")
+        self._ring = ring
+        self._policy = policy
+        self._entries_max = entries_max
+        self._clock_s = clock_s
+        self._entries: OrderedDict[str, Principal] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def verify(self, token: str) -> Principal:
+        """Like :func:`verify_access_token`, remembering what passed."""
+        principal = self._entries.get(token)
+        if principal is not None:
+            if self._clock_s() <= principal.expires_at + self._policy.leeway_s:
+                self._entries.move_to_end(token)
+                return principal
+            del self._entries[token]
+        principal = verify_access_token(self._ring, self._policy, token)
+        self._entries[token] = principal
+        while len(self._entries) > self._entries_max:
+            self._entries.popitem(last=False)
+        return principal
 
 
 def generate_key_files(directory: Path, kid: str) -> tuple[Path, Path]:

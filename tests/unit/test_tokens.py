@@ -11,8 +11,10 @@ import pytest
 from payrail_common.tokens import (
     KeyConfigError,
     KeyRing,
+    Principal,
     TokenError,
     TokenPolicy,
+    VerifiedTokens,
     generate_key_files,
     issue_access_token,
     load_private_key,
@@ -130,3 +132,71 @@ def test_key_files_and_specs(tmp_path: Path) -> None:
         KeyRing.from_files(public_spec=f"k=/nonexistent/{tmp_path.name}.pem")
     with pytest.raises(KeyConfigError, match="active key id"):
         KeyRing.from_files(signing_spec=f"dev={private_path}", active_kid="other")
+
+
+class CountingVerify:
+    """verify_access_token, counting the calls that reach it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, ring: KeyRing, policy: TokenPolicy, value: str) -> Principal:
+        self.calls += 1
+        return verify_access_token(ring, policy, value)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> CountingVerify:
+    counter = CountingVerify()
+    monkeypatch.setattr("payrail_common.tokens.verify_access_token", counter)
+    return counter
+
+
+def test_a_verified_token_is_not_checked_again(tmp_path: Path, counted: CountingVerify) -> None:
+    ring = ring_for(tmp_path, "k1")
+    cache = VerifiedTokens(ring, POLICY)
+    value = token(ring)
+    first, second = cache.verify(value), cache.verify(value)
+    assert first == second
+    assert counted.calls == 1
+
+
+def test_refused_tokens_are_never_remembered(tmp_path: Path, counted: CountingVerify) -> None:
+    ring = ring_for(tmp_path, "k1")
+    cache = VerifiedTokens(ring, POLICY)
+    forged = token(ring)[:-4] + "AAAA"
+    for _ in range(2):
+        with pytest.raises(TokenError):
+            cache.verify(forged)
+    assert (counted.calls, len(cache)) == (2, 0)
+
+
+def test_an_entry_past_its_expiry_is_verified_again(
+    tmp_path: Path, counted: CountingVerify
+) -> None:
+    ring = ring_for(tmp_path, "k1")
+    now = [0.0]
+    cache = VerifiedTokens(ring, POLICY, clock_s=lambda: now[0])
+    value = token(ring)
+    principal = cache.verify(value)
+    now[0] = principal.expires_at + POLICY.leeway_s  # still within the leeway
+    cache.verify(value)
+    assert counted.calls == 1
+    now[0] += 1  # past it: the cache no longer vouches for the token
+    cache.verify(value)
+    assert counted.calls == 2
+
+
+def test_the_least_recently_used_go_first(tmp_path: Path, counted: CountingVerify) -> None:
+    ring = ring_for(tmp_path, "k1")
+    cache = VerifiedTokens(ring, POLICY, entries_max=2)
+    a, b, c = token(ring), token(ring), token(ring)
+    cache.verify(a)
+    cache.verify(b)
+    cache.verify(a)  # a is now the most recently used
+    cache.verify(c)  # evicts b
+    assert len(cache) == 2
+    cache.verify(a)
+    assert counted.calls == 3
+    cache.verify(b)
+    assert counted.calls == 4
