@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
@@ -18,6 +17,7 @@ from consumer_svc.processor import EVENTS_TOPIC, Processor
 from consumer_svc.risk.engine import RiskEngine
 from consumer_svc.risk.store import RiskStore
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common import pg
 from payrail_common.authn import ServiceTokenClientInterceptor
 from payrail_common.dependencies import (
     KafkaCheck,
@@ -32,13 +32,7 @@ from payrail_common.probes import DependencyMonitor, Probe
 
 async def build(settings: Settings) -> ServerHandle:
     """Wire consumer_svc; wait (bounded) for Kafka and PostgreSQL; return the bound server."""
-    pool = await asyncpg.create_pool(
-        settings.pg_dsn,
-        min_size=0,
-        max_size=settings.pg_pool_max,
-        timeout=5,
-        command_timeout=10,
-    )
+    pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
     kafka = KafkaCheck(settings.kafka_bootstrap)
     # Every call to payment_svc presents the service token (PaymentOpsService requires it).
     channel = grpc.aio.insecure_channel(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncpg
 import grpc
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
 from payrail.callbacks.v1 import callbacks_pb2
 from payrail.insights.v1 import insights_pb2
 from payrail.payments.v1 import payments_pb2
+from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.dependencies import grpc_health_check, postgres_check, redis_check
 from payrail_common.forwarding import Forwarder
@@ -59,13 +59,7 @@ async def build(settings: Settings) -> ServerHandle:
         audience=settings.jwt_audience,
         access_ttl_s=settings.access_token_ttl_s,
     )
-    pool = await asyncpg.create_pool(
-        settings.pg_dsn,
-        min_size=0,
-        max_size=settings.pg_pool_max,
-        timeout=5,
-        command_timeout=10,
-    )
+    pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=1.0,

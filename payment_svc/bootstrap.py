@@ -28,6 +28,7 @@ from payment_svc.vault import CardVault
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2, payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2, payments_pb2_grpc
+from payrail_common import pg
 from payrail_common.authn import Authenticator, ServiceTokenAuthenticator, method_paths
 from payrail_common.config import ConfigError
 from payrail_common.dependencies import postgres_check, redis_check
@@ -98,13 +99,7 @@ async def build(settings: Settings) -> ServerHandle:
     )
     # min_size=0: connections open on demand, so a late PostgreSQL is waited for by the
     # monitor below instead of failing pool creation.
-    pool = await asyncpg.create_pool(
-        settings.pg_dsn,
-        min_size=0,
-        max_size=settings.pg_pool_max,
-        timeout=5,
-        command_timeout=10,
-    )
+    pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=1.0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer_svc.consuming import ConsumerLoop
@@ -15,6 +14,7 @@ from consumer_svc.insights.handlers import EVENTS_TOPIC, BenefitsHandler, Loyalt
 from consumer_svc.insights.lag import LagReporter
 from consumer_svc.insights.store import InsightsStore
 from payrail.insights.v1 import insights_pb2, insights_pb2_grpc
+from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.dependencies import KafkaCheck, postgres_check
 from payrail_common.grpcserver import ServerHandle, create_server
@@ -68,13 +68,7 @@ async def build(settings: Settings) -> ServerHandle:
         ring, TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     )
     tiers = settings.tiers
-    pool = await asyncpg.create_pool(
-        settings.pg_dsn,
-        min_size=0,
-        max_size=settings.pg_pool_max,
-        timeout=5,
-        command_timeout=10,
-    )
+    pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
     store = InsightsStore(pool)
     kafka = KafkaCheck(settings.kafka_bootstrap)
     handle = create_server(

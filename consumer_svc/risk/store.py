@@ -41,6 +41,55 @@ def _decode(raw: bytes | str) -> Location:
     return Location(**data)
 
 
+_LOCK_SQL = (
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(key, 0))"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) ORDER BY n) AS locked"
+)
+# The recorded decision (a redelivery) and the history, in one round trip. Each count
+# uses its own index: an OR of both lets a generic prepared plan fall back to a
+# sequential scan. "card_fingerprint <> ''" matches the card index's predicate.
+_KNOWN_SQL = (
+    "SELECT d.decision, d.findings,"
+    " (SELECT count(*) FROM consumer.risk_observations"
+    "   WHERE user_id = $2 AND occur_time >= $3 AND payment_id <> $1) AS by_user,"
+    " (SELECT count(*) FROM consumer.risk_observations"
+    "   WHERE card_fingerprint = $4 AND card_fingerprint <> ''"
+    "   AND occur_time >= $3 AND payment_id <> $1) AS by_card,"
+    " ARRAY(SELECT amount_minor FROM consumer.risk_observations"
+    "   WHERE user_id = $2 AND currency_code = $5 AND payment_id <> $1"
+    "   ORDER BY occur_time DESC LIMIT $6) AS amounts"
+    " FROM (SELECT 1) AS one"
+    " LEFT JOIN consumer.risk_decisions AS d ON d.payment_id = $1"
+)
+_RECORD_SQL = (
+    "WITH observed AS (INSERT INTO consumer.risk_observations (payment_id, user_id,"
+    " card_fingerprint, currency_code, amount_minor, occur_time)"
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING)"
+    " INSERT INTO consumer.risk_decisions"
+    " (payment_id, user_id, decision, rule, explanation, findings)"
+    " VALUES ($1, $2, $7, $8, $9, $10)"
+)
+
+
+def _findings_json(assessment: Assessment) -> str:
+    return json.dumps(
+        [
+            {"rule": f.rule, "decision": f.decision.value, "explanation": f.explanation}
+            for f in assessment.findings
+        ]
+    )
+
+
+def _assessment(decision: str, findings: str) -> Assessment:
+    return Assessment(
+        Decision(decision),
+        tuple(
+            Finding(f["rule"], Decision(f["decision"]), f["explanation"])
+            for f in json.loads(findings)
+        ),
+    )
+
+
 class RiskStore:
     def __init__(self, pool: asyncpg.Pool, redis: Redis, *, cache_ttl_s: int = 86_400) -> None:
         self._pool = pool
@@ -48,18 +97,6 @@ class RiskStore:
         self._cache_ttl_s = cache_ttl_s
 
     # ------------------------------------------------------------------ decisions
-    async def _decision(self, conn: asyncpg.Connection, pid: uuid.UUID) -> Assessment | None:
-        row = await conn.fetchrow(
-            "SELECT decision, findings FROM consumer.risk_decisions WHERE payment_id = $1", pid
-        )
-        if row is None:
-            return None
-        findings = tuple(
-            Finding(f["rule"], Decision(f["decision"]), f["explanation"])
-            for f in json.loads(row["findings"])
-        )
-        return Assessment(Decision(row["decision"]), findings)
-
     async def decide(
         self,
         facts: PaymentFacts,
@@ -75,22 +112,57 @@ class RiskStore:
         never judged on the same history (a burst cannot slip past the velocity limit
         together). An approved card-present payment becomes the last known location of
         each of ``places`` in the same transaction. When a decision is already recorded
-        (a redelivery), it stands."""
-        pid = uuid.UUID(facts.payment_id)
-        # Locks in one fixed order (sorted keys), so two deciders never deadlock.
+        (a redelivery), it stands.
+
+        History is in processing order: whatever was decided before this payment within
+        the window, whenever it was created. Round trips: lock, read, write (plus the
+        locations of a card-present purchase)."""
+        pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
+        # Locks in one fixed order (sorted keys), so two deciders never deadlock. The
+        # lock is its own statement: a statement that waited for it inside would read
+        # with the snapshot taken before the wait.
         lock_keys = sorted(
             {f"risk:user:{facts.user_id}"}
             | ({f"risk:card:{facts.card_fingerprint}"} if facts.card_fingerprint else set())
         )
+        card_subject = f"card:{facts.card_fingerprint}" if facts.card_fingerprint else ""
         async with self._pool.acquire() as conn, conn.transaction():
-            for key in lock_keys:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
-            decided = await self._decision(conn, pid)
-            if decided is not None:
-                return decided
-            history = await self._history(conn, facts, window_s=window_s, amounts_max=amounts_max)
-            assessment = rules(history)
-            await self._record(conn, facts, assessment)
+            await conn.execute(_LOCK_SQL, lock_keys)
+            known = await conn.fetchrow(
+                _KNOWN_SQL,
+                pid,
+                uid,
+                facts.at - timedelta(seconds=window_s),
+                facts.card_fingerprint,
+                facts.currency_code,
+                amounts_max,
+            )
+            if known["decision"] is not None:
+                return _assessment(known["decision"], known["findings"])
+            assessment = rules(
+                History(
+                    last_user_location=await self._last_location_if(
+                        conn, facts, f"user:{facts.user_id}"
+                    ),
+                    last_card_location=await self._last_location_if(conn, facts, card_subject),
+                    recent_card_payments=known["by_card"],
+                    recent_user_payments=known["by_user"],
+                    recent_amounts=list(known["amounts"]),
+                )
+            )
+            await conn.execute(
+                _RECORD_SQL,
+                pid,
+                uid,
+                facts.card_fingerprint,
+                facts.currency_code,
+                facts.amount_minor,
+                facts.at,
+                assessment.decision.value,
+                assessment.rule,
+                assessment.explanation,
+                _findings_json(assessment),
+            )
             stored: list[tuple[str, Location]] = []
             if assessment.decision is Decision.APPROVE and facts.location is not None:
                 for subject in places:
@@ -101,38 +173,13 @@ class RiskStore:
             await self._cache(subject, location)
         return assessment
 
-    async def _record(
-        self, conn: asyncpg.Connection, facts: PaymentFacts, assessment: Assessment
-    ) -> None:
-        findings = json.dumps(
-            [
-                {"rule": f.rule, "decision": f.decision.value, "explanation": f.explanation}
-                for f in assessment.findings
-            ]
-        )
-        pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
-        await conn.execute(
-            "INSERT INTO consumer.risk_observations (payment_id, user_id, card_fingerprint,"
-            " currency_code, amount_minor, occur_time) VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT DO NOTHING",
-            pid,
-            uid,
-            facts.card_fingerprint,
-            facts.currency_code,
-            facts.amount_minor,
-            facts.at,
-        )
-        await conn.execute(
-            "INSERT INTO consumer.risk_decisions"
-            " (payment_id, user_id, decision, rule, explanation, findings)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            pid,
-            uid,
-            assessment.decision.value,
-            assessment.rule,
-            assessment.explanation,
-            findings,
-        )
+    async def _last_location_if(
+        self, conn: asyncpg.Connection, facts: PaymentFacts, subject: str
+    ) -> Location | None:
+        """The subject's last location, looked up only for a card-present payment."""
+        if facts.location is None or not subject:
+            return None
+        return await self.last_location(conn, subject)
 
     async def card_fingerprint(self, payment_id: str) -> str:
         """The card fingerprint observed with a payment ("" when unknown or walleted)."""
@@ -141,55 +188,6 @@ class RiskStore:
             uuid.UUID(payment_id),
         )
         return found or ""
-
-    # ------------------------------------------------------------------ history
-    async def _history(
-        self, conn: asyncpg.Connection, facts: PaymentFacts, *, window_s: int, amounts_max: int
-    ) -> History:
-        """Everything observed of the user and the card (in processing order: whatever
-        was decided before this payment, whenever it was created) within the window."""
-        pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
-        since = facts.at - timedelta(seconds=window_s)
-        # Two counts, each on its own index: one query with an OR of both (and a
-        # "no card" guard) lets a generic prepared plan fall back to a sequential scan.
-        by_user = await conn.fetchval(
-            "SELECT count(*) FROM consumer.risk_observations"
-            " WHERE user_id = $1 AND occur_time >= $2 AND payment_id <> $3",
-            uid,
-            since,
-            pid,
-        )
-        by_card = 0
-        if facts.card_fingerprint:
-            by_card = await conn.fetchval(
-                "SELECT count(*) FROM consumer.risk_observations"
-                " WHERE card_fingerprint = $1 AND card_fingerprint <> ''"
-                " AND occur_time >= $2 AND payment_id <> $3",
-                facts.card_fingerprint,
-                since,
-                pid,
-            )
-        amounts = await conn.fetch(
-            "SELECT amount_minor FROM consumer.risk_observations"
-            " WHERE user_id = $1 AND currency_code = $2 AND payment_id <> $3"
-            " ORDER BY occur_time DESC LIMIT $4",
-            uid,
-            facts.currency_code,
-            pid,
-            amounts_max,
-        )
-        user_location = card_location = None
-        if facts.location is not None:
-            user_location = await self.last_location(conn, f"user:{facts.user_id}")
-            if facts.card_fingerprint:
-                card_location = await self.last_location(conn, f"card:{facts.card_fingerprint}")
-        return History(
-            last_user_location=user_location,
-            last_card_location=card_location,
-            recent_card_payments=by_card,
-            recent_user_payments=by_user,
-            recent_amounts=[r["amount_minor"] for r in amounts],
-        )
 
     # ------------------------------------------------------------------ locations
     async def last_location(self, conn: asyncpg.Connection, subject: str) -> Location | None:

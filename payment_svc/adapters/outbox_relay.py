@@ -51,6 +51,7 @@ from payment_svc.adapters.circuit_breaker import (
     CircuitBreaker,
     full_jitter_backoff_s,
 )
+from payrail_common.pg import keep_session_state
 
 __all__ = ["NOTIFY_CHANNEL", "KafkaProducer", "OutboxRelay", "ProducerFactory"]
 
@@ -415,6 +416,7 @@ class OutboxRelay:
             command_timeout=self._statement_timeout_s,
             max_inactive_connection_lifetime=300.0,
             server_settings={"application_name": self._client_id},
+            reset=keep_session_state,
         )
         try:
             await self._connect_listener()
