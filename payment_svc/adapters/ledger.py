@@ -16,20 +16,40 @@ from payment_svc.adapters.postgres import release_hold, wallet_account_for_updat
 from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
 from payment_svc.service.ports import PaymentView
 
+# The system account's id, created on first use, in one round trip: the INSERT returns a
+# new row, the SELECT finds an existing one (a statement's snapshot never shows both).
+_SYSTEM_ACCOUNT = (
+    "WITH created AS (INSERT INTO payments.ledger_accounts (owner_user_id, purpose,"
+    " currency_code) VALUES (NULL, $1, $2) ON CONFLICT DO NOTHING RETURNING id)"
+    " SELECT id FROM created UNION ALL SELECT id FROM payments.ledger_accounts"
+    " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2"
+)
+_SYSTEM_ACCOUNT_AGAIN = (
+    "SELECT id FROM payments.ledger_accounts"
+    " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2"
+)
+
+# A journal entry with its postings and the balances they move, in one round trip.
+_POST_ENTRY = (
+    "WITH entry AS (INSERT INTO payments.journal_entries (payment_id, description)"
+    " VALUES ($1, $2) RETURNING id),"
+    " posted AS (INSERT INTO payments.postings (entry_id, account_id, amount_minor)"
+    " SELECT entry.id, p.account_id, p.amount_minor"
+    " FROM entry, unnest($3::bigint[], $4::bigint[]) AS p(account_id, amount_minor))"
+    " UPDATE payments.ledger_accounts AS a SET balance_minor = a.balance_minor + p.amount_minor"
+    " FROM unnest($3::bigint[], $4::bigint[]) AS p(account_id, amount_minor)"
+    " WHERE a.id = p.account_id"
+)
+
 
 async def system_account(conn: asyncpg.Connection, purpose: str, currency_code: str) -> int:
-    await conn.execute(
-        "INSERT INTO payments.ledger_accounts (owner_user_id, purpose, currency_code)"
-        " VALUES (NULL, $1, $2) ON CONFLICT DO NOTHING",
-        purpose,
-        currency_code,
-    )
-    account_id: int = await conn.fetchval(
-        "SELECT id FROM payments.ledger_accounts"
-        " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2",
-        purpose,
-        currency_code,
-    )
+    account_id: int | None = await conn.fetchval(_SYSTEM_ACCOUNT, purpose, currency_code)
+    if account_id is None:
+        # Another transaction created it while this statement waited on the conflict:
+        # committed now, but after this statement's snapshot. A new statement sees it.
+        account_id = await conn.fetchval(_SYSTEM_ACCOUNT_AGAIN, purpose, currency_code)
+    if account_id is None:
+        raise RuntimeError(f"the {purpose} {currency_code} ledger account cannot be found")
     return account_id
 
 
@@ -39,28 +59,16 @@ async def post_entry(
     description: str,
     postings: list[tuple[int, int]],
 ) -> None:
-    """One journal entry; refuses postings that do not sum to zero."""
+    """One journal entry; refuses postings that do not sum to zero or that touch one
+    account twice (one UPDATE moves each account once)."""
     if sum(amount for _, amount in postings) != 0:
         raise ValueError("a journal entry must sum to zero")
-    entry_id = await conn.fetchval(
-        "INSERT INTO payments.journal_entries (payment_id, description) VALUES ($1, $2)"
-        " RETURNING id",
-        payment_id,
-        description,
+    accounts = [account_id for account_id, _ in postings]
+    if len(set(accounts)) != len(accounts):
+        raise ValueError("a journal entry posts to each account at most once")
+    await conn.execute(
+        _POST_ENTRY, payment_id, description, accounts, [amount for _, amount in postings]
     )
-    for account_id, amount in postings:
-        await conn.execute(
-            "INSERT INTO payments.postings (entry_id, account_id, amount_minor)"
-            " VALUES ($1, $2, $3)",
-            entry_id,
-            account_id,
-            amount,
-        )
-        await conn.execute(
-            "UPDATE payments.ledger_accounts SET balance_minor = balance_minor + $2 WHERE id = $1",
-            account_id,
-            amount,
-        )
 
 
 async def settle(conn: asyncpg.Connection, view: PaymentView) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -92,33 +92,71 @@ def view_from_row(row: asyncpg.Record) -> PaymentView:
     )
 
 
+# Outbox rows go in as arrays (one statement text, prepared once, whatever the count).
+_OUTBOX_INSERT = (
+    "INSERT INTO payments.outbox (event_id, topic, message_key, event_type, payload)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])"
+)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    topic: str
+    key: str
+    event_type: str
+    event: tuple[str, bytes]  # (event id, serialized event)
+
+
+def outbox_arrays(rows: Sequence[OutboxRow]) -> list[list[Any]]:
+    """The five column arrays of ``_OUTBOX_INSERT`` for ``rows``."""
+    return [
+        [uuid.UUID(row.event[0]) for row in rows],
+        [row.topic for row in rows],
+        [row.key for row in rows],
+        [row.event_type for row in rows],
+        [row.event[1] for row in rows],
+    ]
+
+
 async def insert_outbox(
     conn: asyncpg.Connection, *, topic: str, key: str, event_type: str, event: tuple[str, bytes]
 ) -> None:
-    event_id, payload = event
-    await conn.execute(
-        "INSERT INTO payments.outbox (event_id, topic, message_key, event_type, payload)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        uuid.UUID(event_id),
-        topic,
-        key,
-        event_type,
-        payload,
-    )
+    await conn.execute(_OUTBOX_INSERT, *outbox_arrays([OutboxRow(topic, key, event_type, event)]))
 
 
-async def announce_status_change(
-    conn: asyncpg.Connection, view: PaymentView, previous: PaymentStatus
-) -> None:
-    """Outbox rows for a status change: the lifecycle stream and the status fan-out."""
-    for topic in (EVENTS_TOPIC, STATUS_TOPIC):
-        await insert_outbox(
-            conn,
-            topic=topic,
-            key=view.payment_id,
-            event_type="payment.status_changed",
-            event=status_changed_event(view, previous),
+def status_change_rows(view: PaymentView, previous: PaymentStatus) -> list[OutboxRow]:
+    """Outbox rows for a status change: the lifecycle stream and the status fan-out
+    (each row its own event id: the outbox and consumers' inboxes key on it)."""
+    return [
+        OutboxRow(
+            topic, view.payment_id, "payment.status_changed", status_changed_event(view, previous)
         )
+        for topic in (EVENTS_TOPIC, STATUS_TOPIC)
+    ]
+
+
+# A status change and its announcement in one round trip.
+_STATUS_UPDATE = (
+    "WITH changed AS (UPDATE payments.payments SET status = $6, version = $7,"
+    " failure_code = $8, failure_message = $9, update_time = $10 WHERE id = $11) "
+)
+_STATUS_UPDATE_AND_ANNOUNCE = _STATUS_UPDATE + _OUTBOX_INSERT
+
+
+async def save_status_change(
+    conn: asyncpg.Connection, updated: PaymentView, previous: PaymentStatus
+) -> None:
+    """Write ``updated``'s status, version, failure and update time, and announce it."""
+    await conn.execute(
+        _STATUS_UPDATE_AND_ANNOUNCE,
+        *outbox_arrays(status_change_rows(updated, previous)),
+        updated.status.value,
+        updated.version,
+        updated.failure_code,
+        updated.failure_message,
+        updated.update_time,
+        uuid.UUID(updated.payment_id),
+    )
 
 
 async def wallet_account_for_update(
@@ -155,6 +193,28 @@ async def release_hold(conn: asyncpg.Connection, payment_id: uuid.UUID) -> None:
         )
 
 
+# Everything CreatePayment writes after claiming its idempotency key, in one round
+# trip: the payment, its vaulted card ($22 not null), its hold and the wallet's held
+# funds ($26 > 0), and its outbox row. Foreign keys are checked at the statement's end,
+# when the payment row exists.
+_NEW_PAYMENT_COLUMNS = f"{PAYMENT_COLUMNS}, card_fingerprint"
+_CREATE_PAYMENT_REST = (
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+    " $18, $19, $20, $21)),"
+    " card AS (INSERT INTO payments.cards (payment_id, key_id, nonce, ciphertext, fingerprint)"
+    " SELECT $1, $22, $23, $24, $21 WHERE $22::text IS NOT NULL),"
+    " hold AS (INSERT INTO payments.holds (payment_id, account_id, amount_minor, status)"
+    " SELECT $1, $25, $26, 'ACTIVE' WHERE $26::bigint > 0),"
+    " held AS (UPDATE payments.ledger_accounts SET held_minor = held_minor + $26"
+    " WHERE id = $25 AND $26::bigint > 0),"
+    " outbox AS (INSERT INTO payments.outbox (event_id, topic, message_key, event_type, payload)"
+    " SELECT * FROM unnest($27::uuid[], $28::text[], $29::text[], $30::text[], $31::bytea[]))"
+    " SELECT 1"
+)
+_CREATE_PAYMENT = "WITH payment AS (INSERT INTO payments.payments (" + _NEW_PAYMENT_COLUMNS + ")"
+_CREATE_PAYMENT += _CREATE_PAYMENT_REST
+
+
 class PostgresPaymentRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -188,10 +248,9 @@ class PostgresPaymentRepository:
                 if account["balance_minor"] - account["held_minor"] < new.hold_minor:
                     raise InsufficientFunds(view.amount.currency_code)
             card = view.card
+            sealed = new.sealed_pan if new.card_fingerprint is not None else None
             await conn.execute(
-                f"INSERT INTO payments.payments ({PAYMENT_COLUMNS}) VALUES"  # noqa: S608 - constant
-                " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-                " $17, $18, $19, $20)",
+                _CREATE_PAYMENT,
                 payment_id,
                 user_id,
                 view.kind.value,
@@ -212,43 +271,22 @@ class PostgresPaymentRepository:
                 view.update_time,
                 view.verification_reason,
                 view.verified,
-            )
-            if new.sealed_pan is not None and new.card_fingerprint is not None:
-                await conn.execute(
-                    "INSERT INTO payments.cards"
-                    " (payment_id, key_id, nonce, ciphertext, fingerprint)"
-                    " VALUES ($1, $2, $3, $4, $5)",
-                    payment_id,
-                    new.sealed_pan.key_id,
-                    new.sealed_pan.nonce,
-                    new.sealed_pan.ciphertext,
-                    new.card_fingerprint,
-                )
-                await conn.execute(
-                    "UPDATE payments.payments SET card_fingerprint = $2 WHERE id = $1",
-                    payment_id,
-                    new.card_fingerprint,
-                )
-            if new.hold_minor:
-                await conn.execute(
-                    "UPDATE payments.ledger_accounts SET held_minor = held_minor + $2"
-                    " WHERE id = $1",
-                    account["id"],
-                    new.hold_minor,
-                )
-                await conn.execute(
-                    "INSERT INTO payments.holds (payment_id, account_id, amount_minor, status)"
-                    " VALUES ($1, $2, $3, 'ACTIVE')",
-                    payment_id,
-                    account["id"],
-                    new.hold_minor,
-                )
-            await insert_outbox(
-                conn,
-                topic=EVENTS_TOPIC,
-                key=view.payment_id,
-                event_type="payment.created",
-                event=created_event(view, new.card_fingerprint),
+                new.card_fingerprint if sealed is not None else None,
+                None if sealed is None else sealed.key_id,
+                None if sealed is None else sealed.nonce,
+                None if sealed is None else sealed.ciphertext,
+                account["id"] if new.hold_minor else None,
+                new.hold_minor,
+                *outbox_arrays(
+                    [
+                        OutboxRow(
+                            EVENTS_TOPIC,
+                            view.payment_id,
+                            "payment.created",
+                            created_event(view, new.card_fingerprint),
+                        )
+                    ]
+                ),
             )
         return view
 
@@ -318,18 +356,8 @@ class PostgresPaymentRepository:
                 failure_message="canceled by its owner before dispatch",
                 update_time=now,
             )
-            await conn.execute(
-                "UPDATE payments.payments SET status = $2, version = $3, failure_code = $4,"
-                " failure_message = $5, update_time = $6 WHERE id = $1",
-                pid,
-                updated.status.value,
-                updated.version,
-                updated.failure_code,
-                updated.failure_message,
-                now,
-            )
             await release_hold(conn, pid)
-            await announce_status_change(conn, updated, current.status)
+            await save_status_change(conn, updated, current.status)
         return updated
 
     async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]:
