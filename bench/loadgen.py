@@ -110,12 +110,13 @@ async def run_open_loop(
             index += 1
         if bar is not None and now >= next_progress:
             next_progress = now + 0.5
-            p99 = percentile(sorted(recent), 99.0) * 1000.0 if recent else math.nan
+            # Over the last half second; "-" until an answer has come back.
+            p99 = f"{percentile(sorted(recent), 99.0) * 1000.0:.1f}ms" if recent else "-"
             recent.clear()
             bar.update(
                 now - start,
                 f"{rate:,.0f}/s sent={index} done={len(recorder.samples)} "
-                f"inflight={len(tasks)} err={errors[0]} p99={p99:.1f}ms",
+                f"inflight={len(tasks)} err={errors[0]} p99={p99}",
             )
     if tasks:
         _, pending = await asyncio.wait(set(tasks), timeout=drain_timeout_s)
