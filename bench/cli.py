@@ -44,42 +44,84 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the benchmark against a running platform")
     env = os.environ.get
-    run.add_argument("--target", default=env("PAYRAIL_BENCH_TARGET", d.target))
-    run.add_argument("--pg-dsn", default=env("PAYRAIL_PG_DSN", d.pg_dsn))
-    run.add_argument("--kafka", default=env("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap))
-    run.add_argument("--users", type=int, default=d.users, help="accounts, each its own token")
-    run.add_argument("--channels", type=int, default=d.channels, help="client connections")
-    run.add_argument("--timeout-s", type=float, default=d.timeout_s, help="deadline per call")
-    run.add_argument("--warmup-s", type=float, default=d.warmup_s)
+    run.add_argument(
+        "--target",
+        default=env("PAYRAIL_BENCH_TARGET", d.target),
+        help="public endpoint (%(default)s)",
+    )
+    run.add_argument(
+        "--pg-dsn", default=env("PAYRAIL_PG_DSN", d.pg_dsn), help="for backlog and pgbench"
+    )
+    run.add_argument(
+        "--kafka",
+        default=env("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap),
+        help="for end-to-end latency (%(default)s)",
+    )
+    run.add_argument(
+        "--users", type=int, default=d.users, help="accounts, each its own token (%(default)s)"
+    )
+    run.add_argument(
+        "--channels", type=int, default=d.channels, help="client connections (%(default)s)"
+    )
+    run.add_argument(
+        "--timeout-s", type=float, default=d.timeout_s, help="deadline per call (%(default)s)"
+    )
+    run.add_argument(
+        "--warmup-s", type=float, default=d.warmup_s, help="discarded per phase (%(default)s)"
+    )
     run.add_argument("--rate", type=float, default=None, help="sustained rate (default: step)")
-    run.add_argument("--duration-s", type=float, default=d.duration_s, help="sustained run")
+    run.add_argument(
+        "--duration-s", type=float, default=d.duration_s, help="sustained run (%(default)s)"
+    )
     run.add_argument("--no-step", dest="step", action="store_false", help="skip the search")
-    run.add_argument("--step-start", type=float, default=d.step_start_rate)
-    run.add_argument("--step-factor", type=float, default=d.step_factor)
-    run.add_argument("--step-duration-s", type=float, default=d.step_duration_s)
-    run.add_argument("--step-max", type=float, default=d.step_rate_max)
-    run.add_argument("--p99-limit-ms", type=float, default=d.p99_limit_ms)
-    run.add_argument("--e2e-rate", type=float, default=d.e2e_rate, help="0 skips the e2e run")
-    run.add_argument("--e2e-duration-s", type=float, default=d.e2e_duration_s)
+    run.add_argument(
+        "--step-start", type=float, default=d.step_start_rate, help="first rate (%(default)s)"
+    )
+    run.add_argument(
+        "--step-factor", type=float, default=d.step_factor, help="rate growth (%(default)s)"
+    )
+    run.add_argument(
+        "--step-duration-s", type=float, default=d.step_duration_s, help="per step (%(default)s)"
+    )
+    run.add_argument(
+        "--step-max", type=float, default=d.step_rate_max, help="highest rate (%(default)s)"
+    )
+    run.add_argument(
+        "--p99-limit-ms", type=float, default=d.p99_limit_ms, help="step pass (%(default)s)"
+    )
+    run.add_argument(
+        "--e2e-rate", type=float, default=d.e2e_rate, help="0 skips the e2e run (%(default)s)"
+    )
+    run.add_argument("--e2e-duration-s", type=float, default=d.e2e_duration_s, help="(%(default)s)")
     run.add_argument("--no-overload", dest="overload", action="store_false")
-    run.add_argument("--overload-s", type=float, default=d.overload_s)
-    run.add_argument("--recovery-s", type=float, default=d.recovery_s)
+    run.add_argument("--overload-s", type=float, default=d.overload_s, help="at 1.5x (%(default)s)")
+    run.add_argument("--recovery-s", type=float, default=d.recovery_s, help="at 0.5x (%(default)s)")
     run.add_argument("--no-echo", dest="echo", action="store_false")
-    run.add_argument("--echo-start", type=float, default=d.echo_start_rate)
+    run.add_argument(
+        "--echo-start", type=float, default=d.echo_start_rate, help="first rate (%(default)s)"
+    )
     run.add_argument("--no-pgbench", dest="pgbench", action="store_false")
-    run.add_argument("--pgbench-clients", type=int, default=d.pgbench_clients)
-    run.add_argument("--pgbench-duration-s", type=int, default=d.pgbench_duration_s)
-    run.add_argument("--settle-timeout-s", type=float, default=d.settle_timeout_s)
+    run.add_argument("--pgbench-clients", type=int, default=d.pgbench_clients, help="(%(default)s)")
+    run.add_argument(
+        "--pgbench-duration-s", type=int, default=d.pgbench_duration_s, help="(%(default)s)"
+    )
+    run.add_argument(
+        "--settle-timeout-s",
+        type=float,
+        default=d.settle_timeout_s,
+        help="wait for end-to-end completions after a phase (%(default)s)",
+    )
     run.add_argument(
         "--quiet-timeout-s",
         type=float,
         default=d.quiet_timeout_s,
-        help="wait up to this long before each phase for the pipeline to drain (0: no wait)",
+        help="wait up to this long before each phase for the pipeline to drain (0: no wait;"
+        " %(default)s)",
     )
     run.add_argument(
         "--run-dir", default=d.run_dir, help="the stack's pid files (CPU per component)"
     )
-    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
+    run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory (%(default)s)")
     run.add_argument(
         "--docs", type=Path, default=None, help="also refresh this performance.md's figures"
     )
