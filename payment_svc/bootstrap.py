@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from payment_svc.adapters.admission import PendingBacklogGate
 from payment_svc.adapters.change_feed import ChangeFeed
 from payment_svc.adapters.gateway_crypto import SdkGatewayCrypto
 from payment_svc.adapters.outbox_relay import OutboxRelay
@@ -19,6 +20,7 @@ from payment_svc.adapters.verification import PostgresVerificationRepository
 from payment_svc.api.ops import CallbackServicer, PaymentOpsServicer
 from payment_svc.api.servicers import PaymentServicer
 from payment_svc.config import Settings
+from payment_svc.domain.admission import BacklogPolicy
 from payment_svc.domain.money import AmountLimits, select_currencies
 from payment_svc.domain.verification import CodeHasher
 from payment_svc.service.payments import Payments
@@ -71,6 +73,7 @@ def build_payments(
     vault: CardVault,
     cache: RedisPaymentCache,
     changes: ChangeFeed,
+    admission: PendingBacklogGate,
 ) -> Payments:
     try:
         currencies = select_currencies(
@@ -80,6 +83,7 @@ def build_payments(
         raise ConfigError(f"PAYRAIL_SUPPORTED_CURRENCIES: {exc}") from None
     return Payments(
         changes=changes,
+        admission=admission,
         repository=PostgresPaymentRepository(pool),
         cache=cache,
         cvcs=RedisCvcStore(redis, ttl_s=settings.cvc_ttl_s),
@@ -109,7 +113,13 @@ async def build(settings: Settings) -> ServerHandle:
     vault = build_vault(settings)
     cache = RedisPaymentCache(redis, ttl_s=settings.payment_cache_ttl_s)
     changes = ChangeFeed(settings.pg_dsn)
-    payments = build_payments(settings, pool, redis, vault, cache, changes)
+    admission = PendingBacklogGate(
+        pool,
+        BacklogPolicy(
+            pending_max=settings.pending_max, check_interval_s=settings.pending_check_ms / 1000
+        ),
+    )
+    payments = build_payments(settings, pool, redis, vault, cache, changes, admission)
     processing = Processing(
         repository=PostgresProcessingRepository(pool),
         vault=vault,
@@ -175,7 +185,8 @@ async def build(settings: Settings) -> ServerHandle:
         raise
     await relay.start()
     await changes.start()
-    handle.on_stop.append(changes.stop)
+    admission.start()
+    handle.on_stop.extend([changes.stop, admission.stop])
     # on_stop runs last-in first-out: the relay flushes before the pools close.
     handle.on_stop.append(relay.stop)
     handle.monitor = monitor

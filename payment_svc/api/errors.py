@@ -14,6 +14,7 @@ from payment_svc.domain.errors import (
     InsufficientFunds,
     InvalidTransition,
     NotFound,
+    ProcessingBacklog,
     ResultConflict,
     ValidationFailed,
     VerificationClosed,
@@ -95,6 +96,15 @@ async def abort_for(context: Any, error: DomainError) -> None:
                 "expired": "VERIFICATION_EXPIRED",
             }.get(error.outcome, "PAYMENT_NOT_AWAITING_VERIFICATION"),
             metadata={"status": error.status},
+        )
+    if isinstance(error, ProcessingBacklog):
+        await abort(
+            context,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            str(error),
+            reason=error.reason,
+            metadata={"pending": str(error.pending), "pending_max": str(error.pending_max)},
+            retry_after_s=error.retry_after_s,
         )
     log.error("unmapped domain error", extra={"reason": error.reason})
     await abort(context, grpc.StatusCode.INTERNAL, "internal error")

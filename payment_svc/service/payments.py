@@ -27,6 +27,7 @@ from payment_svc.domain.validation import (
     validate_create_payment,
 )
 from payment_svc.service.ports import (
+    Admission,
     BalanceView,
     CardView,
     ChangeWatcher,
@@ -71,6 +72,7 @@ class Payments:
         currencies: Mapping[str, Currency],
         limits: AmountLimits,
         changes: ChangeWatcher | None = None,
+        admission: Admission | None = None,
         watch_poll_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -81,6 +83,7 @@ class Payments:
         self._currencies = currencies
         self._limits = limits
         self._changes = changes
+        self._admission = admission
         self._watch_poll_s = watch_poll_s
         self._clock = clock
 
@@ -93,6 +96,10 @@ class Payments:
             raise ValidationFailed(violations)
         if cmd.kind is None:  # validation guarantees a kind; this narrows the type
             raise ValidationFailed([FieldViolation("kind", "is required")])
+        if self._admission is not None:
+            # Bad input hears about its fields first; good input waits out a backlog
+            # (a replay of a key too: its client retries later and gets its payment).
+            self._admission.admit()
         payment_id = str(uuid.uuid4())
         funding = effective_funding_source(cmd.kind, cmd.funding_source)
         card_view = sealed_pan = fingerprint = None

@@ -109,6 +109,11 @@ class PaymentRepository(Protocol):
     async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]: ...
 
 
+class Admission(Protocol):
+    def admit(self) -> None:
+        """Raise ProcessingBacklog while new payments must wait for the pipeline."""
+
+
 class PaymentCache(Protocol):
     """Cache-aside for GetPayment, written through on every status change; every method
     degrades to a no-op when Redis is down."""

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from payment_svc.domain.admission import BacklogPolicy, admit
 from payment_svc.domain.cards import CardInput, Secret
 from payment_svc.domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     NotFound,
+    ProcessingBacklog,
     ValidationFailed,
 )
 from payment_svc.domain.money import CURRENCIES, AmountLimits, Money
@@ -117,8 +119,19 @@ VAULT = CardVault(
 )
 
 
+class FakeAdmission:
+    """The backlog gate with a reading the test sets."""
+
+    def __init__(self, policy: BacklogPolicy) -> None:
+        self.policy = policy
+        self.pending: int | None = None
+
+    def admit(self) -> None:
+        admit(self.policy, self.pending)
+
+
 def make(
-    repository: FakeRepository | None = None,
+    repository: FakeRepository | None = None, admission: FakeAdmission | None = None
 ) -> tuple[Payments, FakeRepository, FakeCache, FakeCvcs]:
     repo, cache, cvcs = repository or FakeRepository(), FakeCache(), FakeCvcs()
     payments = Payments(
@@ -128,6 +141,7 @@ def make(
         vault=VAULT,
         currencies=CURRENCIES,
         limits=AmountLimits(),
+        admission=admission,
         clock=lambda: NOW,
     )
     return payments, repo, cache, cvcs
@@ -230,3 +244,38 @@ async def test_balance_currency_must_be_supported() -> None:
     with pytest.raises(ValidationFailed):
         await payments.balances(USER, "XXX")
     assert (await payments.balances(USER, None))[0].currency_code == "USD"
+
+
+@pytest.mark.asyncio
+async def test_a_backlog_refuses_new_payments_until_it_drains() -> None:
+    gate = FakeAdmission(BacklogPolicy(pending_max=100, check_interval_s=0.5))
+    payments, repo, _, cvcs = make(admission=gate)
+    gate.pending = 99
+    await payments.create(command("k-1"))
+    gate.pending = 100
+    with pytest.raises(ProcessingBacklog) as refused:
+        await payments.create(command("k-2"))
+    assert (refused.value.pending, refused.value.pending_max) == (100, 100)
+    assert refused.value.retriable
+    assert refused.value.retry_after_s == 0.5
+    assert len(repo.created) == 1
+    assert len(cvcs.sealed) == 1  # nothing of the refused one was kept
+    # Bad input still hears about its fields, backlog or not.
+    with pytest.raises(ValidationFailed):
+        await payments.create(command("k-3", amount_minor=-5))
+    gate.pending = 10
+    await payments.create(command("k-2"))
+    assert len(repo.created) == 2
+
+
+def test_backlog_rule_edges() -> None:
+    policy = BacklogPolicy(pending_max=3)
+    admit(policy, None)  # no reading yet: admitted
+    admit(policy, 2)
+    with pytest.raises(ProcessingBacklog, match="3 payments are waiting to be processed"):
+        admit(policy, 3)
+    admit(BacklogPolicy(pending_max=0), 10**9)  # the rule switched off
+    with pytest.raises(ValueError, match="pending_max"):
+        BacklogPolicy(pending_max=-1)
+    with pytest.raises(ValueError, match="check_interval_s"):
+        BacklogPolicy(check_interval_s=0)

@@ -1,0 +1,64 @@
+"""The backlog reading behind admission control: PENDING payments, counted in
+PostgreSQL every ``check_interval_s`` (bounded: the count stops at the limit)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from prometheus_client import Gauge
+
+from payment_svc.domain.admission import BacklogPolicy, admit
+from payrail_common.background import BackgroundLoop
+
+log = logging.getLogger(__name__)
+
+PENDING = Gauge(
+    "payrail_payments_pending",
+    "PENDING payments at the last admission check (counted up to the limit).",
+)
+
+# Stops counting at the limit: the answer needed is "below the bound or not".
+_PENDING_SQL = (
+    "SELECT count(*) FROM (SELECT 1 FROM payments.payments WHERE status = 'PENDING'"
+    " LIMIT $1) AS pending"
+)
+
+
+class PendingBacklogGate(BackgroundLoop):
+    """Reads the backlog in the background; :meth:`admit` only looks at the last reading,
+    so CreatePayment pays nothing for it."""
+
+    task_name = "admission-backlog"
+
+    def __init__(
+        self, pool: asyncpg.Pool, policy: BacklogPolicy, *, statement_timeout_s: float = 2.0
+    ) -> None:
+        self._pool = pool
+        self._policy = policy
+        self._statement_timeout_s = statement_timeout_s
+        self._pending: int | None = None
+
+    def admit(self) -> None:
+        admit(self._policy, self._pending)
+
+    async def read_once(self) -> int | None:
+        try:
+            pending: int = await self._pool.fetchval(
+                _PENDING_SQL, self._policy.pending_max, timeout=self._statement_timeout_s
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("backlog not read", extra={"error": type(exc).__name__})
+            self._pending = None
+            return None
+        self._pending = pending
+        PENDING.set(pending)
+        return pending
+
+    async def _run(self) -> None:
+        if self._policy.pending_max == 0:
+            return
+        while True:
+            await self.read_once()
+            await asyncio.sleep(self._policy.check_interval_s)
