@@ -116,7 +116,8 @@ async def build(settings: Settings) -> ServerHandle:
     admission = PendingBacklogGate(
         pool,
         BacklogPolicy(
-            pending_max=settings.pending_max, check_interval_s=settings.pending_check_ms / 1000
+            unsettled_max=settings.unsettled_max,
+            check_interval_s=settings.unsettled_check_ms / 1000,
         ),
     )
     payments = build_payments(settings, pool, redis, vault, cache, changes, admission)

@@ -41,10 +41,10 @@ class Settings:
     # Janitor policy: PENDING and REQUIRES_VERIFICATION lifetimes, dispatch attempts.
     pending_ttl_s: int = 1800
     # Admission control: CreatePayment answers RESOURCE_EXHAUSTED (PROCESSING_BACKLOG)
-    # while this many payments are PENDING (0 = never); the count is read every
-    # pending_check_ms.
-    pending_max: int = 2000
-    pending_check_ms: int = 500
+    # while this many payments are PENDING or PROCESSING (0 = never); the count is read
+    # every unsettled_check_ms.
+    unsettled_max: int = 1000
+    unsettled_check_ms: int = 500
     verification_ttl_s: int = 600
     dispatch_attempts_max: int = 3
     # Outbox rows the relay claims and publishes per cycle.
@@ -78,9 +78,13 @@ class Settings:
             ),
             internal_token_file=env_str("PAYRAIL_INTERNAL_TOKEN_FILE", d.internal_token_file, env),
             pending_ttl_s=env_int("PAYRAIL_PENDING_TTL_S", d.pending_ttl_s, minimum=1, env=env),
-            pending_max=env_int("PAYRAIL_PENDING_MAX", d.pending_max, minimum=0, env=env),
-            pending_check_ms=env_int(
-                "PAYRAIL_PENDING_CHECK_MS", d.pending_check_ms, minimum=10, maximum=60_000, env=env
+            unsettled_max=env_int("PAYRAIL_UNSETTLED_MAX", d.unsettled_max, minimum=0, env=env),
+            unsettled_check_ms=env_int(
+                "PAYRAIL_UNSETTLED_CHECK_MS",
+                d.unsettled_check_ms,
+                minimum=10,
+                maximum=60_000,
+                env=env,
             ),
             verification_ttl_s=env_int(
                 "PAYRAIL_VERIFICATION_TTL_S", d.verification_ttl_s, minimum=1, env=env

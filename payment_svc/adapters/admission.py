@@ -1,5 +1,6 @@
-"""The backlog reading behind admission control: PENDING payments, counted in
-PostgreSQL every ``check_interval_s`` (bounded: the count stops at the limit)."""
+"""The backlog reading behind admission control: unsettled payments (PENDING or
+PROCESSING), counted in PostgreSQL every ``check_interval_s`` (bounded: the count stops
+at the limit). REQUIRES_VERIFICATION is left out: it waits for a person, not for us."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from payrail_common.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
-PENDING = Gauge(
-    "payrail_payments_pending",
-    "PENDING payments at the last admission check (counted up to the limit).",
+UNSETTLED = Gauge(
+    "payrail_payments_unsettled",
+    "PENDING or PROCESSING payments at the last admission check (counted up to the limit).",
 )
 
 # Stops counting at the limit: the answer needed is "below the bound or not".
 _PENDING_SQL = (
-    "SELECT count(*) FROM (SELECT 1 FROM payments.payments WHERE status = 'PENDING'"
-    " LIMIT $1) AS pending"
+    "SELECT count(*) FROM (SELECT 1 FROM payments.payments"
+    " WHERE status IN ('PENDING', 'PROCESSING') LIMIT $1) AS unsettled"
 )
 
 
@@ -38,26 +39,26 @@ class PendingBacklogGate(BackgroundLoop):
         self._pool = pool
         self._policy = policy
         self._statement_timeout_s = statement_timeout_s
-        self._pending: int | None = None
+        self._unsettled: int | None = None
 
     def admit(self) -> None:
-        admit(self._policy, self._pending)
+        admit(self._policy, self._unsettled)
 
     async def read_once(self) -> int | None:
         try:
-            pending: int = await self._pool.fetchval(
-                _PENDING_SQL, self._policy.pending_max, timeout=self._statement_timeout_s
+            unsettled: int = await self._pool.fetchval(
+                _PENDING_SQL, self._policy.unsettled_max, timeout=self._statement_timeout_s
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("backlog not read", extra={"error": type(exc).__name__})
-            self._pending = None
+            self._unsettled = None
             return None
-        self._pending = pending
-        PENDING.set(pending)
-        return pending
+        self._unsettled = unsettled
+        UNSETTLED.set(unsettled)
+        return unsettled
 
     async def _run(self) -> None:
-        if self._policy.pending_max == 0:
+        if self._policy.unsettled_max == 0:
             return
         while True:
             await self.read_once()

@@ -103,7 +103,7 @@ async def abort_for(context: Any, error: DomainError) -> None:
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             str(error),
             reason=error.reason,
-            metadata={"pending": str(error.pending), "pending_max": str(error.pending_max)},
+            metadata={"unsettled": str(error.unsettled), "unsettled_max": str(error.unsettled_max)},
             retry_after_s=error.retry_after_s,
         )
     log.error("unmapped domain error", extra={"reason": error.reason})

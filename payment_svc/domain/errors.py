@@ -145,16 +145,18 @@ class VerificationClosed(DomainError):
 
 
 class ProcessingBacklog(DomainError):
-    """Too many accepted payments still wait for processing: a new one is refused until
-    the pipeline catches up, so accepting never outruns settling without bound."""
+    """Too many accepted payments are not settled yet (PENDING or PROCESSING): a new one
+    is refused until the pipeline catches up, so accepting never outruns settling
+    without bound."""
 
     reason = "PROCESSING_BACKLOG"
     retriable = True
 
-    def __init__(self, pending: int, pending_max: int, retry_after_s: float) -> None:
+    def __init__(self, unsettled: int, unsettled_max: int, retry_after_s: float) -> None:
         super().__init__(
-            f"{pending} payments are waiting to be processed (at most {pending_max}); retry later"
+            f"{unsettled} accepted payments are still being processed (at most {unsettled_max});"
+            " retry later"
         )
-        self.pending = pending
-        self.pending_max = pending_max
+        self.unsettled = unsettled
+        self.unsettled_max = unsettled_max
         self.retry_after_s = retry_after_s

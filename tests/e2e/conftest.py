@@ -186,6 +186,10 @@ def services(  # one set of processes per test module
         "PAYRAIL_PAYMENT_METRICS_PORT": str(free_port()),
         "PAYRAIL_CONSUMER_METRICS_PORT": str(free_port()),
         "PAYRAIL_SHUTDOWN_GRACE_S": "2",
+        # The shared test database keeps payments that no pipeline ever processed
+        # (integration tests run without one), so the admission bound would count other
+        # runs' leftovers; tests/integration/test_admission.py tests it on its own terms.
+        "PAYRAIL_UNSETTLED_MAX": "100000",
         "PAYRAIL_JWT_SIGNING_KEYS": jwt_keys.signing_spec,
         "PAYRAIL_JWT_ACTIVE_KID": jwt_keys.kid,
         "PAYRAIL_JWT_PUBLIC_KEYS": jwt_keys.public_spec,

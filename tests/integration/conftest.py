@@ -33,6 +33,9 @@ def payment_settings(stack: StackEnv, keys: JwtKeys) -> PaymentSettings:
         kafka_bootstrap=stack.kafka_bootstrap,
         startup_timeout_s=10,
         shutdown_grace_s=1,
+        # Payments made here are never processed and stay in the shared database: the
+        # admission bound would count them (test_admission.py sets its own).
+        unsettled_max=100_000,
     )
 
 

@@ -1,6 +1,7 @@
 """Admission control through the public edge, on the real PostgreSQL: while too many
-payments wait in PENDING, CreatePayment answers RESOURCE_EXHAUSTED with the reason and a
-retry delay, writes nothing, and admits again once the backlog drains."""
+payments are unsettled (PENDING or PROCESSING), CreatePayment answers RESOURCE_EXHAUSTED
+with the reason and a retry delay, writes nothing, and admits again once the backlog
+drains."""
 
 from __future__ import annotations
 
@@ -30,11 +31,11 @@ ROOM = 3  # payments the backlog bound leaves room for in this test
 CHECK_MS = 20
 
 
-async def pending_count(dsn: str) -> int:
+async def unsettled_count(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         count: int = await conn.fetchval(
-            "SELECT count(*) FROM payments.payments WHERE status = 'PENDING'"
+            "SELECT count(*) FROM payments.payments WHERE status IN ('PENDING', 'PROCESSING')"
         )
         return count
     finally:
@@ -44,10 +45,10 @@ async def pending_count(dsn: str) -> int:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def edge(stack: StackEnv, jwt_keys: JwtKeys) -> AsyncIterator[grpc.aio.Channel]:
     # No processing pipeline runs here: what this module creates stays PENDING. The bound
-    # is set just above what other tests already left PENDING in the shared database.
-    bound = await pending_count(stack.pg_dsn) + ROOM
+    # is set just above what other tests left unsettled in the shared database.
+    bound = await unsettled_count(stack.pg_dsn) + ROOM
     payment = await payment_bootstrap.build(
-        replace(payment_settings(stack, jwt_keys), pending_max=bound, pending_check_ms=CHECK_MS)
+        replace(payment_settings(stack, jwt_keys), unsettled_max=bound, unsettled_check_ms=CHECK_MS)
     )
     await payment.start()
     gateway = await gateway_bootstrap.build(
@@ -80,7 +81,7 @@ async def test_a_backlog_sheds_new_payments_and_recovers(
     created, refused = await created_until_refused(edge, user.metadata, ROOM + 5)
     assert created == ROOM
     assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "waiting to be processed" in (refused.details() or "")
+    assert "still being processed" in (refused.details() or "")
     status = rpc_status.from_call(refused)
     assert status is not None
     info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
@@ -88,7 +89,7 @@ async def test_a_backlog_sheds_new_payments_and_recovers(
     assert unpacked["ErrorInfo"].Unpack(info)
     assert unpacked["RetryInfo"].Unpack(retry)
     assert info.reason == "PROCESSING_BACKLOG"
-    assert int(info.metadata["pending"]) >= int(info.metadata["pending_max"])
+    assert int(info.metadata["unsettled"]) >= int(info.metadata["unsettled_max"])
     assert retry.retry_delay.ToMilliseconds() == CHECK_MS
     # The refused call wrote nothing: the user has exactly the admitted payments.
     listed = await stub(edge).ListPayments(

@@ -124,10 +124,10 @@ class FakeAdmission:
 
     def __init__(self, policy: BacklogPolicy) -> None:
         self.policy = policy
-        self.pending: int | None = None
+        self.unsettled: int | None = None
 
     def admit(self) -> None:
-        admit(self.policy, self.pending)
+        admit(self.policy, self.unsettled)
 
 
 def make(
@@ -248,14 +248,14 @@ async def test_balance_currency_must_be_supported() -> None:
 
 @pytest.mark.asyncio
 async def test_a_backlog_refuses_new_payments_until_it_drains() -> None:
-    gate = FakeAdmission(BacklogPolicy(pending_max=100, check_interval_s=0.5))
+    gate = FakeAdmission(BacklogPolicy(unsettled_max=100, check_interval_s=0.5))
     payments, repo, _, cvcs = make(admission=gate)
-    gate.pending = 99
+    gate.unsettled = 99
     await payments.create(command("k-1"))
-    gate.pending = 100
+    gate.unsettled = 100
     with pytest.raises(ProcessingBacklog) as refused:
         await payments.create(command("k-2"))
-    assert (refused.value.pending, refused.value.pending_max) == (100, 100)
+    assert (refused.value.unsettled, refused.value.unsettled_max) == (100, 100)
     assert refused.value.retriable
     assert refused.value.retry_after_s == 0.5
     assert len(repo.created) == 1
@@ -263,19 +263,19 @@ async def test_a_backlog_refuses_new_payments_until_it_drains() -> None:
     # Bad input still hears about its fields, backlog or not.
     with pytest.raises(ValidationFailed):
         await payments.create(command("k-3", amount_minor=-5))
-    gate.pending = 10
+    gate.unsettled = 10
     await payments.create(command("k-2"))
     assert len(repo.created) == 2
 
 
 def test_backlog_rule_edges() -> None:
-    policy = BacklogPolicy(pending_max=3)
+    policy = BacklogPolicy(unsettled_max=3)
     admit(policy, None)  # no reading yet: admitted
     admit(policy, 2)
-    with pytest.raises(ProcessingBacklog, match="3 payments are waiting to be processed"):
+    with pytest.raises(ProcessingBacklog, match="3 accepted payments are still being processed"):
         admit(policy, 3)
-    admit(BacklogPolicy(pending_max=0), 10**9)  # the rule switched off
-    with pytest.raises(ValueError, match="pending_max"):
-        BacklogPolicy(pending_max=-1)
+    admit(BacklogPolicy(unsettled_max=0), 10**9)  # the rule switched off
+    with pytest.raises(ValueError, match="unsettled_max"):
+        BacklogPolicy(unsettled_max=-1)
     with pytest.raises(ValueError, match="check_interval_s"):
         BacklogPolicy(check_interval_s=0)
