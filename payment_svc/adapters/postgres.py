@@ -290,6 +290,18 @@ class PostgresPaymentRepository:
             )
         return view
 
+    async def key_exists(self, user_id: str, idempotency_key: str) -> bool:
+        uid = _uuid(user_id)
+        if uid is None:
+            return False
+        found = await self._pool.fetchval(
+            "SELECT true FROM payments.idempotency_keys"
+            " WHERE user_id = $1 AND idempotency_key = $2",
+            uid,
+            idempotency_key,
+        )
+        return bool(found)
+
     async def get(self, user_id: str, payment_id: str) -> PaymentView | None:
         uid, pid = _uuid(user_id), _uuid(payment_id)
         if uid is None or pid is None:

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from payment_svc.domain.cards import PanSecret
-from payment_svc.domain.errors import IdempotencyKeyReused, NotFound, ValidationFailed
+from payment_svc.domain.errors import (
+    IdempotencyKeyReused,
+    NotFound,
+    ProcessingBacklog,
+    ValidationFailed,
+)
 from payment_svc.domain.money import AmountLimits, Currency
 from payment_svc.domain.status import (
     INITIAL_VERSION,
@@ -97,9 +102,14 @@ class Payments:
         if cmd.kind is None:  # validation guarantees a kind; this narrows the type
             raise ValidationFailed([FieldViolation("kind", "is required")])
         if self._admission is not None:
-            # Bad input hears about its fields first; good input waits out a backlog
-            # (a replay of a key too: its client retries later and gets its payment).
-            self._admission.admit()
+            try:
+                # Bad input heard about its fields first; new payments wait out a backlog.
+                self._admission.admit()
+            except ProcessingBacklog:
+                # A retry of a payment already accepted is no new work: it gets its
+                # answer (the replay, or IDEMPOTENCY_KEY_REUSED) below, backlog or not.
+                if not await self._repository.key_exists(cmd.user_id, cmd.idempotency_key):
+                    raise
         payment_id = str(uuid.uuid4())
         funding = effective_funding_source(cmd.kind, cmd.funding_source)
         card_view = sealed_pan = fingerprint = None

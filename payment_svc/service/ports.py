@@ -93,6 +93,9 @@ class PaymentRepository(Protocol):
 
     async def get(self, user_id: str, payment_id: str) -> PaymentView | None: ...
 
+    async def key_exists(self, user_id: str, idempotency_key: str) -> bool:
+        """Whether this user already used this idempotency key."""
+
     async def list(
         self,
         user_id: str,

@@ -63,13 +63,17 @@ async def edge(stack: StackEnv, jwt_keys: JwtKeys) -> AsyncIterator[grpc.aio.Cha
 
 async def created_until_refused(
     channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], limit: int
-) -> tuple[int, grpc.aio.AioRpcError]:
-    """Create payments, letting the gate re-read after each, until one is refused."""
-    for created in range(limit):
+) -> tuple[list[pb.CreatePaymentRequest], grpc.aio.AioRpcError]:
+    """Create payments, letting the gate re-read after each, until one is refused;
+    return the admitted requests and the refusal."""
+    admitted: list[pb.CreatePaymentRequest] = []
+    for _ in range(limit):
+        request = deposit()
         try:
-            await stub(channel).CreatePayment(deposit(), metadata=metadata, timeout=5)
+            await stub(channel).CreatePayment(request, metadata=metadata, timeout=5)
         except grpc.aio.AioRpcError as error:
-            return created, error
+            return admitted, error
+        admitted.append(request)
         await asyncio.sleep(CHECK_MS * 3 / 1000)
     raise AssertionError(f"{limit} payments created and none refused")
 
@@ -78,8 +82,8 @@ async def test_a_backlog_sheds_new_payments_and_recovers(
     edge: grpc.aio.Channel, stack: StackEnv
 ) -> None:
     user = await register_and_login(edge)
-    created, refused = await created_until_refused(edge, user.metadata, ROOM + 5)
-    assert created == ROOM
+    admitted, refused = await created_until_refused(edge, user.metadata, ROOM + 5)
+    assert len(admitted) == ROOM
     assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "still being processed" in (refused.details() or "")
     status = rpc_status.from_call(refused)
@@ -96,6 +100,11 @@ async def test_a_backlog_sheds_new_payments_and_recovers(
         pb.ListPaymentsRequest(page_size=50), metadata=user.metadata, timeout=5
     )
     assert len(listed.payments) == ROOM
+    # A retry of an accepted payment is no new work: it gets its payment back.
+    call = stub(edge).CreatePayment(admitted[0], metadata=user.metadata, timeout=5)
+    replay = await call
+    assert replay.payment.payment_id in {p.payment_id for p in listed.payments}
+    assert ("x-payrail-idempotent-replay", "true") in tuple(await call.initial_metadata())
 
     # The backlog drains (here: the user cancels what waits), and payments are admitted.
     for payment in listed.payments:

@@ -54,6 +54,9 @@ class FakeRepository:
         self.created.append(new)
         return new.payment
 
+    async def key_exists(self, user_id: str, idempotency_key: str) -> bool:
+        return (user_id, idempotency_key) in self.keys
+
     async def get(self, user_id: str, payment_id: str) -> PaymentView | None:
         view = self.payments.get(payment_id)
         return view if view is not None and view.user_id == user_id else None
@@ -263,6 +266,11 @@ async def test_a_backlog_refuses_new_payments_until_it_drains() -> None:
     # Bad input still hears about its fields, backlog or not.
     with pytest.raises(ValidationFailed):
         await payments.create(command("k-3", amount_minor=-5))
+    # A retry of the accepted one is answered during the backlog: it is no new work.
+    replay = await payments.create(command("k-1"))
+    assert replay.replayed
+    with pytest.raises(IdempotencyKeyReused):
+        await payments.create(command("k-1", amount_minor=2000))
     gate.unsettled = 10
     await payments.create(command("k-2"))
     assert len(repo.created) == 2
