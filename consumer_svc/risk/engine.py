@@ -12,7 +12,7 @@ from consumer_svc.risk.rules import (
     RiskPolicy,
     assess,
 )
-from consumer_svc.risk.store import RiskStore
+from consumer_svc.risk.store import RiskStore, location_subjects
 from payrail.events.v1 import events_pb2
 from payrail.payments.v1 import payments_pb2 as pb
 
@@ -65,7 +65,6 @@ class RiskEngine:
             lambda history: assess(facts, history, self._policy),
             window_s=self._policy.velocity_window_s,
             amounts_max=self._policy.amount_history,
-            places=_places(facts.user_id, facts.card_fingerprint),
         )
 
     async def verified(self, event: events_pb2.PaymentEvent) -> None:
@@ -76,10 +75,5 @@ class RiskEngine:
             await self._remember(event.user_id, fingerprint, location)
 
     async def _remember(self, user_id: str, fingerprint: str, location: Location) -> None:
-        for subject in _places(user_id, fingerprint):
+        for subject in location_subjects(user_id, fingerprint):
             await self._store.remember_location(subject, location)
-
-
-def _places(user_id: str, fingerprint: str) -> tuple[str, ...]:
-    """The subjects whose last known location a card-present payment updates."""
-    return (f"user:{user_id}", *((f"card:{fingerprint}",) if fingerprint else ()))

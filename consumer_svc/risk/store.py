@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 
@@ -90,6 +90,12 @@ def _assessment(decision: str, findings: str) -> Assessment:
     )
 
 
+def location_subjects(user_id: str, card_fingerprint: str) -> tuple[str, ...]:
+    """The subjects whose last known location a card-present purchase reads and moves:
+    its user first, then its card when it has one."""
+    return (f"user:{user_id}", *((f"card:{card_fingerprint}",) if card_fingerprint else ()))
+
+
 class RiskStore:
     def __init__(self, pool: asyncpg.Pool, redis: Redis, *, cache_ttl_s: int = 86_400) -> None:
         self._pool = pool
@@ -104,30 +110,25 @@ class RiskStore:
         *,
         window_s: int,
         amounts_max: int,
-        places: Sequence[str] = (),
     ) -> Assessment:
         """Decide a payment once, atomically: under a transaction-scoped lock on its user
         and its card, read what is known before it, apply ``rules`` and record the
         observation with the decision. Two payments of one card or one user are thus
         never judged on the same history (a burst cannot slip past the velocity limit
         together). An approved card-present payment becomes the last known location of
-        each of ``places`` in the same transaction. When a decision is already recorded
+        its user and card in the same transaction. When a decision is already recorded
         (a redelivery), it stands.
 
         History is in processing order: whatever was decided before this payment within
         the window, whenever it was created. Round trips: lock, read, write (plus the
         locations of a card-present purchase)."""
         pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
-        # Locks in one fixed order (sorted keys), so two deciders never deadlock. The
-        # lock is its own statement: a statement that waited for it inside would read
-        # with the snapshot taken before the wait.
-        lock_keys = sorted(
-            {f"risk:user:{facts.user_id}"}
-            | ({f"risk:card:{facts.card_fingerprint}"} if facts.card_fingerprint else set())
-        )
-        card_subject = f"card:{facts.card_fingerprint}" if facts.card_fingerprint else ""
+        subjects = location_subjects(facts.user_id, facts.card_fingerprint)
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK_SQL, lock_keys)
+            # One lock per subject, in one fixed order (sorted), so two deciders never
+            # deadlock. The lock is its own statement: a statement that waited for it
+            # inside would read with the snapshot taken before the wait.
+            await conn.execute(_LOCK_SQL, sorted(f"risk:{s}" for s in subjects))
             known = await conn.fetchrow(
                 _KNOWN_SQL,
                 pid,
@@ -139,12 +140,15 @@ class RiskStore:
             )
             if known["decision"] is not None:
                 return _assessment(known["decision"], known["findings"])
+            last_user = last_card = None
+            if facts.location is not None:  # travel is judged for card-present purchases
+                last_user = await self.last_location(conn, subjects[0])
+                if facts.card_fingerprint:
+                    last_card = await self.last_location(conn, subjects[1])
             assessment = rules(
                 History(
-                    last_user_location=await self._last_location_if(
-                        conn, facts, f"user:{facts.user_id}"
-                    ),
-                    last_card_location=await self._last_location_if(conn, facts, card_subject),
+                    last_user_location=last_user,
+                    last_card_location=last_card,
                     recent_card_payments=known["by_card"],
                     recent_user_payments=known["by_user"],
                     recent_amounts=list(known["amounts"]),
@@ -165,21 +169,13 @@ class RiskStore:
             )
             stored: list[tuple[str, Location]] = []
             if assessment.decision is Decision.APPROVE and facts.location is not None:
-                for subject in places:
+                for subject in subjects:
                     if await self._store_location(conn, subject, facts.location):
                         stored.append((subject, facts.location))
         # Redis after the commit: the cache never shows what PostgreSQL does not have.
         for subject, location in stored:
             await self._cache(subject, location)
         return assessment
-
-    async def _last_location_if(
-        self, conn: asyncpg.Connection, facts: PaymentFacts, subject: str
-    ) -> Location | None:
-        """The subject's last location, looked up only for a card-present payment."""
-        if facts.location is None or not subject:
-            return None
-        return await self.last_location(conn, subject)
 
     async def card_fingerprint(self, payment_id: str) -> str:
         """The card fingerprint observed with a payment ("" when unknown or walleted)."""

@@ -76,7 +76,6 @@ async def decide(store: RiskStore, f: PaymentFacts) -> Decision:
         lambda history: assess(f, history, POLICY),
         window_s=POLICY.velocity_window_s,
         amounts_max=POLICY.amount_history,
-        places=(f"user:{f.user_id}", f"card:{f.card_fingerprint}"),
     )
     return assessment.decision
 
