@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from payment_svc.adapters.admission import PendingBacklogGate
+from payment_svc.adapters.admission import UnsettledBacklogGate
 from payment_svc.adapters.change_feed import ChangeFeed
 from payment_svc.adapters.gateway_crypto import SdkGatewayCrypto
 from payment_svc.adapters.outbox_relay import OutboxRelay
@@ -73,7 +73,7 @@ def build_payments(
     vault: CardVault,
     cache: RedisPaymentCache,
     changes: ChangeFeed,
-    admission: PendingBacklogGate,
+    admission: UnsettledBacklogGate,
 ) -> Payments:
     try:
         currencies = select_currencies(
@@ -113,7 +113,7 @@ async def build(settings: Settings) -> ServerHandle:
     vault = build_vault(settings)
     cache = RedisPaymentCache(redis, ttl_s=settings.payment_cache_ttl_s)
     changes = ChangeFeed(settings.pg_dsn)
-    admission = PendingBacklogGate(
+    admission = UnsettledBacklogGate(
         pool,
         BacklogPolicy(
             unsettled_max=settings.unsettled_max,

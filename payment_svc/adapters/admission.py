@@ -21,13 +21,13 @@ UNSETTLED = Gauge(
 )
 
 # Stops counting at the limit: the answer needed is "below the bound or not".
-_PENDING_SQL = (
+_UNSETTLED_SQL = (
     "SELECT count(*) FROM (SELECT 1 FROM payments.payments"
     " WHERE status IN ('PENDING', 'PROCESSING') LIMIT $1) AS unsettled"
 )
 
 
-class PendingBacklogGate(BackgroundLoop):
+class UnsettledBacklogGate(BackgroundLoop):
     """Reads the backlog in the background; :meth:`admit` only looks at the last reading,
     so CreatePayment pays nothing for it."""
 
@@ -47,7 +47,7 @@ class PendingBacklogGate(BackgroundLoop):
     async def read_once(self) -> int | None:
         try:
             unsettled: int = await self._pool.fetchval(
-                _PENDING_SQL, self._policy.unsettled_max, timeout=self._statement_timeout_s
+                _UNSETTLED_SQL, self._policy.unsettled_max, timeout=self._statement_timeout_s
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("backlog not read", extra={"error": type(exc).__name__})

@@ -16,18 +16,18 @@ from payment_svc.adapters.postgres import release_hold, wallet_account_for_updat
 from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
 from payment_svc.service.ports import PaymentView
 
-# The system account's id, created on first use, in one round trip: the INSERT returns a
-# new row, the SELECT finds an existing one (a statement's snapshot never shows both).
-_SYSTEM_ACCOUNT = (
-    "WITH created AS (INSERT INTO payments.ledger_accounts (owner_user_id, purpose,"
-    " currency_code) VALUES (NULL, $1, $2) ON CONFLICT DO NOTHING RETURNING id)"
-    " SELECT id FROM created UNION ALL SELECT id FROM payments.ledger_accounts"
-    " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2"
-)
-_SYSTEM_ACCOUNT_AGAIN = (
+_SYSTEM_ACCOUNT_FIND = (
     "SELECT id FROM payments.ledger_accounts"
     " WHERE owner_user_id IS NULL AND purpose = $1 AND currency_code = $2"
 )
+# The system account's id, created on first use, in one round trip: the INSERT returns a
+# new row, the SELECT finds an existing one (a statement's snapshot never shows both).
+_SYSTEM_ACCOUNT_CREATE = (
+    "WITH created AS (INSERT INTO payments.ledger_accounts (owner_user_id, purpose,"
+    " currency_code) VALUES (NULL, $1, $2) ON CONFLICT DO NOTHING RETURNING id)"
+    " SELECT id FROM created UNION ALL "
+)
+_SYSTEM_ACCOUNT = _SYSTEM_ACCOUNT_CREATE + _SYSTEM_ACCOUNT_FIND
 
 # A journal entry with its postings and the balances they move, in one round trip.
 _POST_ENTRY = (
@@ -47,7 +47,7 @@ async def system_account(conn: asyncpg.Connection, purpose: str, currency_code: 
     if account_id is None:
         # Another transaction created it while this statement waited on the conflict:
         # committed now, but after this statement's snapshot. A new statement sees it.
-        account_id = await conn.fetchval(_SYSTEM_ACCOUNT_AGAIN, purpose, currency_code)
+        account_id = await conn.fetchval(_SYSTEM_ACCOUNT_FIND, purpose, currency_code)
     if account_id is None:
         raise RuntimeError(f"the {purpose} {currency_code} ledger account cannot be found")
     return account_id

@@ -92,11 +92,18 @@ def view_from_row(row: asyncpg.Record) -> PaymentView:
     )
 
 
-# Outbox rows go in as arrays (one statement text, prepared once, whatever the count).
-_OUTBOX_INSERT = (
-    "INSERT INTO payments.outbox (event_id, topic, message_key, event_type, payload)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])"
-)
+def _outbox_insert(first: int) -> str:
+    """INSERT of outbox rows given as the five column arrays of :func:`outbox_arrays`, in
+    parameters $first .. $first+4 (one statement text, prepared once, whatever the count)."""
+    arrays = ", ".join(
+        f"${first + i}::{kind}[]"
+        for i, kind in enumerate(("uuid", "text", "text", "text", "bytea"))
+    )
+    columns = "event_id, topic, message_key, event_type, payload"
+    return f"INSERT INTO payments.outbox ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
+
+
+_OUTBOX_INSERT = _outbox_insert(1)
 
 
 @dataclass(frozen=True)
@@ -207,12 +214,10 @@ _CREATE_PAYMENT_REST = (
     " SELECT $1, $25, $26, 'ACTIVE' WHERE $26::bigint > 0),"
     " held AS (UPDATE payments.ledger_accounts SET held_minor = held_minor + $26"
     " WHERE id = $25 AND $26::bigint > 0),"
-    " outbox AS (INSERT INTO payments.outbox (event_id, topic, message_key, event_type, payload)"
-    " SELECT * FROM unnest($27::uuid[], $28::text[], $29::text[], $30::text[], $31::bytea[]))"
-    " SELECT 1"
+    " outbox AS ("
 )
 _CREATE_PAYMENT = "WITH payment AS (INSERT INTO payments.payments (" + _NEW_PAYMENT_COLUMNS + ")"
-_CREATE_PAYMENT += _CREATE_PAYMENT_REST
+_CREATE_PAYMENT += _CREATE_PAYMENT_REST + _outbox_insert(27) + ") SELECT 1"
 
 
 class PostgresPaymentRepository:
