@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["create_pool", "keep_session_state"]
+__all__ = ["create_pool"]
 
 
-async def keep_session_state(_conn: asyncpg.Connection) -> None:
+async def _keep_session_state(_conn: asyncpg.Connection) -> None:
     """The pool's ``reset``: nothing to undo (see the module docstring)."""
 
 
@@ -38,7 +38,7 @@ async def create_pool(
         max_size=size_max,
         timeout=acquire_timeout_s,
         command_timeout=statement_timeout_s,
-        reset=keep_session_state,
+        reset=_keep_session_state,
         **options,
     )
     return pool

@@ -51,7 +51,7 @@ from payment_svc.adapters.circuit_breaker import (
     CircuitBreaker,
     full_jitter_backoff_s,
 )
-from payrail_common.pg import keep_session_state
+from payrail_common import pg
 
 __all__ = ["NOTIFY_CHANNEL", "KafkaProducer", "OutboxRelay", "ProducerFactory"]
 
@@ -407,16 +407,15 @@ class OutboxRelay:
             raise RuntimeError("the outbox relay is already running")
         self._stopping = False
         self._wake.clear()
-        self._pool = await asyncpg.create_pool(
+        self._pool = await pg.create_pool(
             self._dsn,
             # One connection for the cycle, one for backlog() and probes.
-            min_size=1,
-            max_size=2,
-            timeout=self._connect_timeout_s,
-            command_timeout=self._statement_timeout_s,
+            size_min=1,
+            size_max=2,
+            acquire_timeout_s=self._connect_timeout_s,
+            statement_timeout_s=self._statement_timeout_s,
             max_inactive_connection_lifetime=300.0,
             server_settings={"application_name": self._client_id},
-            reset=keep_session_state,
         )
         try:
             await self._connect_listener()
