@@ -128,3 +128,33 @@ class SweepResponse(_message.Message):
     expired_count: int
     timed_out_count: int
     def __init__(self, redispatches: _Optional[_Iterable[_Union[BeginDispatchResponse, _Mapping]]] = ..., expired_count: _Optional[int] = ..., timed_out_count: _Optional[int] = ...) -> None: ...
+
+class ListStalePendingRequest(_message.Message):
+    __slots__ = ("older_than_seconds", "page_size", "page_token")
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    older_than_seconds: int
+    page_size: int
+    page_token: str
+    def __init__(self, older_than_seconds: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class StalePayment(_message.Message):
+    __slots__ = ("payment_id", "event_id", "event", "create_time")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    event_id: str
+    event: bytes
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, payment_id: _Optional[str] = ..., event_id: _Optional[str] = ..., event: _Optional[bytes] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListStalePendingResponse(_message.Message):
+    __slots__ = ("payments", "next_page_token")
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[StalePayment]
+    next_page_token: str
+    def __init__(self, payments: _Optional[_Iterable[_Union[StalePayment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -69,6 +69,11 @@ class PaymentOpsServiceStub:
                 request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.SerializeToString,
                 response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepResponse.FromString,
                 _registered_method=True)
+        self.ListStalePending = channel.unary_unary(
+                '/payrail.internal.v1.PaymentOpsService/ListStalePending',
+                request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.ListStalePendingRequest.SerializeToString,
+                response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.ListStalePendingResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentOpsServiceServicer:
@@ -136,6 +141,18 @@ class PaymentOpsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStalePending(self, request, context):
+        """ListStalePending pages through PENDING payments that have waited longer than the
+        caller's threshold, oldest first, each with the PaymentCreated event that announced
+        it exactly as the outbox published it (same event id, same bytes). The janitor
+        re-publishes the events the processor never handled (lost to a dead-letter topic or
+        a crash) long before the payment would expire. Read-only; only payments whose
+        creation event the outbox relay has already published are listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentOpsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +185,11 @@ def add_PaymentOpsServiceServicer_to_server(servicer, server):
                     servicer.Sweep,
                     request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.FromString,
                     response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepResponse.SerializeToString,
+            ),
+            'ListStalePending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStalePending,
+                    request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.ListStalePendingRequest.FromString,
+                    response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.ListStalePendingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -336,6 +358,33 @@ class PaymentOpsService:
             '/payrail.internal.v1.PaymentOpsService/Sweep',
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepRequest.SerializeToString,
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.SweepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStalePending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payrail.internal.v1.PaymentOpsService/ListStalePending',
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.ListStalePendingRequest.SerializeToString,
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.ListStalePendingResponse.FromString,
             options,
             channel_credentials,
             insecure,
