@@ -1,8 +1,11 @@
 """Wait until a Kafka broker answers metadata requests (used by deploy/local/stack.sh).
 
     python deploy/local/kafka_ready.py --bootstrap 127.0.0.1:9092 [--timeout-s 60] [--pid PID]
+        [--min-brokers N]
 
-Readiness means: a metadata request succeeds and lists at least one broker. That is what
+Readiness means: a metadata request succeeds and lists at least --min-brokers brokers
+(default 1; a node of a cluster of N waits for all N, so topics with N replicas can be
+created right after). That is what
 clients need; an open TCP port alone is not enough (a KRaft broker listens before it has
 caught up with the metadata log). Polls with a short per-attempt bound until --timeout-s.
 
@@ -56,7 +59,9 @@ async def probe(bootstrap: str) -> int:
         await admin.close()
 
 
-async def wait_ready(bootstrap: str, timeout_s: float, pid: int | None) -> int:
+async def wait_ready(
+    bootstrap: str, timeout_s: float, pid: int | None, min_brokers: int = 1
+) -> int:
     deadline = time.monotonic() + timeout_s
     last_error = "no attempt yet"
     while True:
@@ -64,9 +69,10 @@ async def wait_ready(bootstrap: str, timeout_s: float, pid: int | None) -> int:
             log(f"kafka: broker process {pid} exited before becoming ready")
             return 3
         try:
-            if await probe(bootstrap) > 0:
+            brokers = await probe(bootstrap)
+            if brokers >= min_brokers:
                 return 0
-            last_error = "metadata lists no broker yet"
+            last_error = f"metadata lists {brokers} of {min_brokers} brokers"
         except Exception as exc:  # any failure is "not ready yet" until the deadline
             last_error = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
@@ -82,10 +88,11 @@ def main() -> int:
     )
     parser.add_argument("--timeout-s", type=float, default=60.0)
     parser.add_argument("--pid", type=int, default=None, help="fail fast if this process exits")
+    parser.add_argument("--min-brokers", type=int, default=1, help="brokers the metadata must list")
     args = parser.parse_args()
     # aiokafka logs every refused connection at ERROR; expected while the broker boots.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    return asyncio.run(wait_ready(args.bootstrap, args.timeout_s, args.pid))
+    return asyncio.run(wait_ready(args.bootstrap, args.timeout_s, args.pid, args.min_brokers))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Create the topics listed in deploy/local/topics.txt, idempotently (used by stack.sh).
 
     python deploy/local/kafka_topics.py --bootstrap 127.0.0.1:9092 [--file F] [--timeout-s 60]
+        [--replication-factor N]
 
-Each non-comment line of the file is ``<name> <partitions>``; replication factor is 1 (one
-broker). Topics that already exist are left alone (a partition count different from the
-file is reported, not changed: adding partitions would remap keys). Retriable errors (a
-broker still settling) are retried until --timeout-s. Returns only once every topic has a
-leader for every partition, so producers started right after never see
+Each non-comment line of the file is ``<name> <partitions>``; the replication factor is the
+number of brokers of the stack (--replication-factor, default 1; stack.sh passes
+PAYRAIL_KAFKA_BROKERS). Topics that already exist are left alone (a partition count
+different from the file is reported, not changed: adding partitions would remap keys).
+Retriable errors (a broker still settling) are retried until --timeout-s. Returns only once
+every topic has a leader for every partition, so producers started right after never see
 UNKNOWN_TOPIC_OR_PARTITION. Goes through aiokafka's admin client: a Python client starts
 in a fraction of the time of Kafka's JVM command-line tools.
 """
@@ -55,7 +57,9 @@ async def existing_topics(admin: AIOKafkaAdminClient) -> dict[str, tuple[int, bo
     return result
 
 
-async def ensure(bootstrap: str, wanted: dict[str, int], timeout_s: float) -> int:
+async def ensure(
+    bootstrap: str, wanted: dict[str, int], timeout_s: float, replication_factor: int = 1
+) -> int:
     deadline = time.monotonic() + timeout_s
     created: set[str] = set()
     last_error = ""
@@ -70,7 +74,8 @@ async def ensure(bootstrap: str, wanted: dict[str, int], timeout_s: float) -> in
                 break
             if missing:
                 resp = await admin.create_topics(
-                    [NewTopic(name, wanted[name], 1) for name in missing], timeout_ms=10000
+                    [NewTopic(name, wanted[name], replication_factor) for name in missing],
+                    timeout_ms=10000,
                 )
                 for err in resp.topic_errors:
                     topic, code = err[0], err[1]
@@ -113,11 +118,12 @@ def main() -> int:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--file", type=Path, default=Path(__file__).with_name("topics.txt"))
     parser.add_argument("--timeout-s", type=float, default=60.0)
+    parser.add_argument("--replication-factor", type=int, default=1)
     args = parser.parse_args()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     wanted = parse_topics(args.file)
     try:
-        return asyncio.run(ensure(args.bootstrap, wanted, args.timeout_s))
+        return asyncio.run(ensure(args.bootstrap, wanted, args.timeout_s, args.replication_factor))
     except Exception as exc:
         log(f"kafka: topic creation failed: {type(exc).__name__}: {exc}")
         return 1
