@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -21,8 +21,17 @@ from payment_svc.domain.errors import NotFound, ResultConflict
 from payment_svc.domain.status import TERMINAL, PaymentStatus, can_transition, next_version
 from payment_svc.domain.verification import DENIED_EXPIRED
 from payment_svc.service.ports import PaymentView
-from payment_svc.service.processing_ports import AppliedResult, DispatchRecord, GatewayView
+from payment_svc.service.processing_ports import (
+    AppliedResult,
+    DispatchRecord,
+    GatewayView,
+    StaleCursor,
+    StalePending,
+)
 from payment_svc.vault import SealedPan
+
+# Before the first page of stale PENDING payments.
+_CURSOR_START = StaleCursor(datetime(1970, 1, 1, tzinfo=UTC), str(uuid.UUID(int=0)))
 
 _GATEWAY_COLUMNS = (
     "id, wire_format, topic, kinds, currency_codes, priority, callback_timeout_seconds, public_key"
@@ -362,3 +371,47 @@ class PostgresSweeper:
                     DispatchRecord(current, gateway, attempt, deadline, sealed, dispatch=True)
                 )
             return redispatch, timed_out
+
+    async def stale_pending(
+        self, before: datetime, *, after: StaleCursor | None, limit: int
+    ) -> tuple[list[StalePending], StaleCursor | None]:
+        """PENDING payments last changed before ``before`` (a PENDING payment's update
+        time is its creation time), oldest first, with their published creation event."""
+        cursor = after or _CURSOR_START
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, create_time, update_time FROM payments.payments"
+                " WHERE status = 'PENDING' AND update_time < $1 AND (update_time, id) > ($2, $3)"
+                " ORDER BY update_time, id LIMIT $4",
+                before,
+                cursor.update_time,
+                uuid.UUID(cursor.payment_id),
+                limit,
+            )
+            if not rows:
+                return [], None
+            # Only when something is stale: the outbox has no index on message_key, so this
+            # is one scan for the whole page, never one per payment.
+            events = await conn.fetch(
+                "SELECT message_key, event_id, payload FROM payments.outbox"
+                " WHERE message_key = ANY($1::text[]) AND event_type = 'payment.created'"
+                " AND topic = 'payments.events' AND sent_time IS NOT NULL",
+                [str(row["id"]) for row in rows],
+            )
+        by_payment = {e["message_key"]: e for e in events}
+        found = []
+        for row in rows:
+            event = by_payment.get(str(row["id"]))
+            found.append(
+                StalePending(
+                    payment_id=str(row["id"]),
+                    create_time=row["create_time"],
+                    event_id=None if event is None else str(event["event_id"]),
+                    event=None if event is None else bytes(event["payload"]),
+                )
+            )
+        last = rows[-1]
+        next_cursor = (
+            StaleCursor(last["update_time"], str(last["id"])) if len(rows) == limit else None
+        )
+        return found, next_cursor

@@ -6,6 +6,10 @@ gateway_svc never forwards this service.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import uuid
+from datetime import datetime
 from typing import Any
 
 from gateway_sdk.signing import SIGNATURE_HEADER
@@ -14,7 +18,7 @@ from payment_svc.domain.errors import ValidationFailed
 from payment_svc.domain.status import PaymentKind
 from payment_svc.proto_mapping import payment_to_pb, timestamp
 from payment_svc.service.processing import Dispatch, Processing
-from payment_svc.service.processing_ports import GatewayView
+from payment_svc.service.processing_ports import GatewayView, StaleCursor
 from payment_svc.service.verification import Verifications
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2 as ops
@@ -23,6 +27,30 @@ from payrail_common.authn import metadata_value
 from payrail_common.fields import FieldViolation
 
 SWEEP_LIMIT_MAX = 1000
+STALE_PAGE_SIZE_MAX = 1000
+
+
+def encode_stale_token(cursor: StaleCursor | None) -> str:
+    """Opaque page token of ListStalePending: where the previous page stopped."""
+    if cursor is None:
+        return ""
+    raw = f"{cursor.update_time.isoformat()}|{cursor.payment_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_stale_token(token: str) -> StaleCursor | None:
+    if not token:
+        return None
+    try:
+        when, payment_id = base64.urlsafe_b64decode(token.encode()).decode().split("|")
+        cursor = StaleCursor(datetime.fromisoformat(when), str(uuid.UUID(payment_id)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(
+            [FieldViolation("page_token", "is not a token this service issued")]
+        ) from None
+    if cursor.update_time.tzinfo is None:
+        raise ValidationFailed([FieldViolation("page_token", "is not a token this service issued")])
+    return cursor
 
 
 def gateway_to_pb(gateway: GatewayView) -> ops.Gateway:
@@ -82,6 +110,37 @@ class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
             redispatches=[dispatch_to_pb(d) for d in result.redispatches],
             expired_count=len(result.expired),
             timed_out_count=len(result.timed_out),
+        )
+
+    async def ListStalePending(
+        self, request: ops.ListStalePendingRequest, context: Any
+    ) -> ops.ListStalePendingResponse:
+        async with mapped_errors(context):
+            violations = []
+            if request.older_than_seconds < 1:
+                violations.append(FieldViolation("older_than_seconds", "must be at least 1"))
+            if not 1 <= request.page_size <= STALE_PAGE_SIZE_MAX:
+                violations.append(
+                    FieldViolation("page_size", f"must be between 1 and {STALE_PAGE_SIZE_MAX}")
+                )
+            if violations:
+                raise ValidationFailed(violations)
+            page = await self._processing.stale_pending(
+                request.older_than_seconds,
+                request.page_size,
+                decode_stale_token(request.page_token),
+            )
+        return ops.ListStalePendingResponse(
+            payments=[
+                ops.StalePayment(
+                    payment_id=p.payment_id,
+                    event_id=p.event_id or "",
+                    event=p.event or b"",
+                    create_time=timestamp(p.create_time),
+                )
+                for p in page.payments
+            ],
+            next_page_token=encode_stale_token(page.next_cursor),
         )
 
     async def FailPayment(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from payment_svc.domain.errors import CallbackRejected, DecryptionFailed, ResultConflict
@@ -20,6 +20,8 @@ from payment_svc.service.processing_ports import (
     DispatchRecord,
     GatewayView,
     ProcessingRepository,
+    StaleCursor,
+    StalePending,
     Sweeper,
 )
 from payment_svc.vault import CardVault, SealedCvc
@@ -90,6 +92,14 @@ class SweepResult:
     timed_out: list[PaymentView]
 
 
+@dataclass(frozen=True)
+class StalePage:
+    # Stale PENDING payments whose creation event the outbox has published.
+    payments: list[StalePending]
+    # Where the next page starts; None after the last page.
+    next_cursor: StaleCursor | None
+
+
 class Processing:
     def __init__(
         self,
@@ -139,6 +149,18 @@ class Processing:
             await self._cache.put(view)
         redispatches = [await self._sealed(record) for record in claimed]
         return SweepResult(redispatches, expired, timed_out)
+
+    async def stale_pending(
+        self, older_than_s: int, limit: int, after: StaleCursor | None = None
+    ) -> StalePage:
+        """One page of payments PENDING for at least ``older_than_s``, with their creation
+        event, for the janitor to re-publish when the processor never handled it. A payment
+        whose event the outbox has not sent yet is left out: the relay still owes it."""
+        if self._sweeper is None:
+            raise RuntimeError("no sweeper configured")
+        before = self._clock() - timedelta(seconds=older_than_s)
+        found, cursor = await self._sweeper.stale_pending(before, after=after, limit=limit)
+        return StalePage([p for p in found if p.event is not None], cursor)
 
     async def _sealed(self, record: DispatchRecord) -> Dispatch:
         """The dispatch with the card opened from the vault and sealed to the gateway."""

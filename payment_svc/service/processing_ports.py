@@ -42,6 +42,25 @@ class AppliedResult:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class StaleCursor:
+    """Where a listing of stale PENDING payments stopped: (update time, payment id)."""
+
+    update_time: datetime
+    payment_id: str
+
+
+@dataclass(frozen=True)
+class StalePending:
+    """A payment PENDING for too long and the PaymentCreated event that announced it,
+    as the outbox published it; ``event`` is None while the outbox has not sent it yet."""
+
+    payment_id: str
+    create_time: datetime
+    event_id: str | None
+    event: bytes | None
+
+
 class ProcessingRepository(Protocol):
     async def list_gateways(self) -> Sequence[GatewayView]: ...
 
@@ -78,3 +97,9 @@ class Sweeper(Protocol):
     async def claim_timeouts(
         self, now: datetime, *, attempts_max: int, limit: int
     ) -> tuple[list[DispatchRecord], list[PaymentView]]: ...
+
+    async def stale_pending(
+        self, before: datetime, *, after: StaleCursor | None, limit: int
+    ) -> tuple[list[StalePending], StaleCursor | None]:
+        """Up to ``limit`` payments PENDING since before ``before``, oldest first, after
+        ``after``; and the cursor of the next page (None after the last)."""
