@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from consumer_svc.config import Settings
 from consumer_svc.consuming import ConsumerLoop
-from consumer_svc.janitor import Janitor
+from consumer_svc.janitor import Janitor, StrandedRedriver
 from consumer_svc.notifications import NOTIFICATIONS_TOPIC, NotificationSink
 from consumer_svc.processor import EVENTS_TOPIC, Processor
 from consumer_svc.risk.engine import RiskEngine
@@ -114,6 +114,14 @@ async def build(settings: Settings) -> ServerHandle:
             processor=processor,
             interval_s=settings.janitor_interval_s,
             batch_max=settings.janitor_batch_max,
+            redriver=StrandedRedriver(
+                ops_stub=stub,
+                pool=pool,
+                producer=producer,
+                group=settings.processor_group,
+                redrive_after_s=settings.janitor_redrive_after_s,
+                batch_max=settings.janitor_batch_max,
+            ),
         )
         janitor.start()
         handle.on_stop.append(janitor.stop)

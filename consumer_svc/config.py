@@ -40,6 +40,10 @@ class Settings:
     # How often the janitor sweeps, and how many payments one sweep handles at most.
     janitor_interval_s: int = 5
     janitor_batch_max: int = 100
+    # A payment PENDING this long whose creation event the processor never handled gets
+    # that event re-published (and again after each further interval). Keep it far below
+    # payment_svc's PAYRAIL_PENDING_TTL_S (1800), so the payment is processed, not expired.
+    janitor_redrive_after_s: int = 60
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
     pg_pool_max: int = 10
     startup_timeout_s: int = 30
@@ -92,6 +96,13 @@ class Settings:
             ),
             janitor_batch_max=env_int(
                 "PAYRAIL_JANITOR_BATCH_MAX", d.janitor_batch_max, minimum=1, maximum=1000, env=env
+            ),
+            janitor_redrive_after_s=env_int(
+                "PAYRAIL_JANITOR_REDRIVE_AFTER_S",
+                d.janitor_redrive_after_s,
+                minimum=1,
+                maximum=900,
+                env=env,
             ),
         )
 
