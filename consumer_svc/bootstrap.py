@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from consumer_svc.config import Settings
-from consumer_svc.consuming import ConsumerLoop
+from consumer_svc.consuming import start_group
 from consumer_svc.janitor import Janitor, StrandedRedriver
 from consumer_svc.notifications import NOTIFICATIONS_TOPIC, NotificationSink
 from consumer_svc.processor import EVENTS_TOPIC, Processor
@@ -139,18 +139,12 @@ async def _consume(
     producer: AIOKafkaProducer,
 ) -> None:
     """Join ``group`` on ``topic`` and run ``handler`` over it until the server stops."""
-    consumer = AIOKafkaConsumer(
-        topic,
+    loop, consumer = await start_group(
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group,
+        topic=topic,
+        group=group,
         client_id=f"payrail-{group}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=300_000,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
+        handler=handler,
+        producer=producer,
     )
-    await consumer.start()
-    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, group=group)
-    loop.start()
     handle.on_stop.extend([consumer.stop, loop.stop])

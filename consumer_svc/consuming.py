@@ -1,28 +1,42 @@
 """Running a handler over a Kafka topic in a consumer group, safely.
 
-Every consumer group of consumer_svc (the processor, loyalty, benefits, the notification
-sink) runs through :class:`ConsumerLoop`: records of a batch are handled concurrently
-(bounded), the offset is committed only after every record of the batch had its effect,
-failures are retried a bounded number of times with jittered backoff, and a record that
-keeps failing, or can never succeed, is parked on ``<topic>.dlq`` with the error so the
-group moves on. The lag behind the log end is exported per group.
+Every consumer group of payrail (the processor, loyalty, benefits, the notification sink)
+runs through :class:`ConsumerLoop`:
+
+* Records of a batch are handled concurrently (bounded); the offset of a partition is
+  committed only after every record of its batch had its effect (or its dead letter).
+* Errors are classified by what they mean (:mod:`payrail_common.faults`). A dependency
+  that is down or slow (payment_svc UNAVAILABLE, PostgreSQL restarting, a broker gone) is
+  **waited for**: the record is retried with capped, jittered backoff for as long as it
+  takes, the dependency shows as degraded in the process's health meanwhile, and nothing
+  is dead-lettered. Only a record that can never succeed (undecodable, permanently
+  invalid: :class:`PoisonMessage`, or a final answer such as FAILED_PRECONDITION) goes to
+  ``<topic>.dlq`` with the error; an error nobody can classify is retried a bounded number
+  of times first. Producing the dead letter is itself retried until the broker takes it.
+* Partition revocation: a batch whose partition was revoked while it was being handled
+  (a rebalance, or a member kicked out after a long outage) is not committed — the new
+  owner reads it again, and every handler is idempotent.
+* Anything unexpected ends ``_run``; the supervisor (:class:`BackgroundLoop`) logs it and
+  restarts the loop from the last committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import asyncpg
 import grpc
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter, Gauge
 
 from payrail_common.background import BackgroundLoop
+from payrail_common.faults import Backoff, Fault, classify, dependency_of, describe
+from payrail_common.supervision import Supervision, supervision
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +44,16 @@ PROCESSED = Counter(
     "payrail_consumer_events_total",
     "Records handled, by consumer group and result.",
     ["group", "result"],
+)
+RETRIES = Counter(
+    "payrail_consumer_retries_total",
+    "Handler retries, by consumer group and what the error meant.",
+    ["group", "fault"],
+)
+WAITING = Gauge(
+    "payrail_consumer_waiting_records",
+    "Records currently waiting for a dependency to come back.",
+    ["group"],
 )
 LAG = Gauge("payrail_consumer_lag_messages", "Messages behind the log end.", ["group"])
 LAG_INTERVAL_S = 5.0
@@ -39,71 +63,162 @@ class PoisonMessage(Exception):
     """The record cannot be processed however often it is retried."""
 
 
-TRANSIENT = (grpc.aio.AioRpcError, asyncpg.PostgresError, OSError, asyncio.TimeoutError)
-# gRPC codes worth retrying; any other answer from payment_svc is final for this event.
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-    }
-)
+class KafkaConsumer(Protocol):
+    """What the loop needs of an AIOKafkaConsumer (the seam for in-memory tests)."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = ..., max_records: int | None = ...
+    ) -> dict[TopicPartition, list[Any]]: ...
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = ...) -> None: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    async def position(self, partition: TopicPartition) -> int: ...
+
+
+class KafkaProducer(Protocol):
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = ..., key: bytes | None = ..., **kwargs: Any
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long the loop waits between tries, and how often an unclassified error is
+    retried before the record is treated as poison. Transient errors have no bound."""
+
+    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.2, max_s=5.0))
+    unknown_tries_max: int = 5
+    # A record waiting on a dependency is logged on its first failure and then every
+    # this many tries, not on every one.
+    log_every_tries: int = 10
+
+
+class RevocationTracker(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts revocations per partition, so a batch can tell whether it still owns its
+    partition when it is about to commit."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[TopicPartition, int] = {}
+
+    def epoch(self, tp: TopicPartition) -> int:
+        return self._epochs.get(tp, 0)
+
+    def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._epochs[tp] = self._epochs.get(tp, 0) + 1
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        return None
 
 
 class ConsumerLoop(BackgroundLoop):
-    """Runs a handler over a topic in a consumer group with bounded retries and a DLQ."""
+    """Runs a handler over a topic in a consumer group: waits out outages, dead-letters
+    only what can never succeed, commits only what it still owns."""
 
     def __init__(
         self,
         *,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
         handler: Callable[[bytes], Awaitable[str]],
         group: str,
-        retries_max: int = 5,
-        backoff_base_s: float = 0.2,
-        backoff_max_s: float = 5.0,
+        revocations: RevocationTracker | None = None,
+        retry: RetryPolicy | None = None,
+        grpc_upstream: str = "payment_svc",
         batch_max: int = 100,
         concurrency_max: int = 16,
+        registry: Supervision | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._handler = handler
         self._group = group
-        self._retries_max = retries_max
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
+        self._revocations = revocations or RevocationTracker()
+        self._retry = retry or RetryPolicy()
+        self._grpc_upstream = grpc_upstream
         self._batch_max = batch_max
+        self._health = registry or supervision
+        self.registry = registry
         # Records of one batch are handled concurrently (each event is about its own
         # payment); the semaphore bounds the RPCs in flight.
         self._slots = asyncio.Semaphore(concurrency_max)
         self.task_name = f"consumer-{group}"
+
+    @property
+    def revocations(self) -> RevocationTracker:
+        """Pass this as the consumer's rebalance listener (``subscribe(listener=...)``)."""
+        return self._revocations
 
     async def _run(self) -> None:
         lag_time = 0.0
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=self._batch_max)
             for tp, records in batches.items():
-                await asyncio.gather(*(self._process(record) for record in records))
-                # Commit only after every record of the batch had its effect (or its DLQ).
-                await self._consumer.commit({tp: records[-1].offset + 1})
+                await self.handle_batch(tp, records)
             # The lag of this member's partitions, after work and at least every few
             # seconds while idle (a quiet group reports 0, not its last busy value).
             if batches or time.monotonic() - lag_time > LAG_INTERVAL_S:
                 lag_time = time.monotonic()
                 await self._report_lag()
 
+    async def handle_batch(self, tp: TopicPartition, records: list[Any]) -> bool:
+        """Handle one partition's batch and commit it; False when the partition was
+        revoked meanwhile (nothing committed: the new owner reads it again)."""
+        epoch = self._revocations.epoch(tp)
+        await asyncio.gather(*(self._process(record) for record in records))
+        return await self._commit(tp, records[-1].offset + 1, epoch)
+
+    async def _commit(self, tp: TopicPartition, offset: int, epoch: int) -> bool:
+        tries = 0
+        while True:
+            if self._revocations.epoch(tp) != epoch or tp not in self._consumer.assignment():
+                log.warning(
+                    "partition revoked during its batch; not committing",
+                    extra={"group": self._group, "partition": tp.partition, "offset": offset},
+                )
+                return False
+            try:
+                await self._consumer.commit({tp: offset})
+                return True
+            except (CommitFailedError, IllegalStateError):
+                # The group moved on (rebalance) or the partition is gone: not ours.
+                log.warning(
+                    "commit refused after a rebalance; the new owner re-reads the batch",
+                    extra={"group": self._group, "partition": tp.partition, "offset": offset},
+                )
+                return False
+            except Exception as exc:
+                if classify(exc) is not Fault.TRANSIENT:
+                    raise
+                tries += 1
+                self._health.degrade("kafka")
+                if tries % self._retry.log_every_tries == 1:
+                    log.warning(
+                        "commit failed; retrying",
+                        extra={"group": self._group, "error": describe(exc), "tries": tries},
+                    )
+                await self._retry.backoff.sleep(tries)
+
     async def _report_lag(self) -> None:
         partitions = list(self._consumer.assignment())
         if not partitions:
             return
-        end = await self._consumer.end_offsets(partitions)
-        behind = 0
-        for tp in partitions:
-            behind += max(0, end[tp] - await self._consumer.position(tp))
+        try:
+            end = await self._consumer.end_offsets(partitions)
+            behind = 0
+            for tp in partitions:
+                behind += max(0, end[tp] - await self._consumer.position(tp))
+        except Exception as exc:
+            if classify(exc) is not Fault.TRANSIENT:
+                raise
+            return  # a gauge can wait for the next round
         LAG.labels(self._group).set(behind)
 
     async def _process(self, record: Any) -> None:
@@ -111,50 +226,137 @@ class ConsumerLoop(BackgroundLoop):
             await self._process_one(record)
 
     async def _process_one(self, record: Any) -> None:
-        for attempt in range(1, self._retries_max + 1):
-            try:
-                result = await self._handler(record.value)
+        tries = unknown_tries = 0
+        waiting = False
+        try:
+            while True:
+                try:
+                    result = await self._handler(record.value)
+                except PoisonMessage as exc:
+                    await self._dead_letter(record, str(exc))
+                    return
+                except Exception as exc:
+                    fault = classify(exc)
+                    error = describe(exc)
+                    if fault is Fault.PERMANENT:
+                        await self._dead_letter(record, self._final(exc))
+                        return
+                    tries += 1
+                    RETRIES.labels(self._group, fault.value).inc()
+                    if fault is Fault.UNKNOWN:
+                        unknown_tries += 1
+                        if unknown_tries >= self._retry.unknown_tries_max:
+                            await self._dead_letter(record, f"{error} after {unknown_tries} tries")
+                            return
+                    else:
+                        dependency = dependency_of(exc, grpc_upstream=self._grpc_upstream)
+                        self._health.degrade(dependency)
+                        if not waiting:
+                            waiting = True
+                            WAITING.labels(self._group).inc()
+                    if tries % self._retry.log_every_tries == 1:
+                        log.warning(
+                            "record failed; retrying",
+                            extra={
+                                "group": self._group,
+                                "topic": record.topic,
+                                "partition": record.partition,
+                                "offset": record.offset,
+                                "tries": tries,
+                                "error": error,
+                                "fault": fault.value,
+                            },
+                        )
+                    await self._retry.backoff.sleep(tries)
+                    continue
                 PROCESSED.labels(self._group, result).inc()
+                if tries:
+                    log.info(
+                        "record handled after retries",
+                        extra={"group": self._group, "offset": record.offset, "tries": tries},
+                    )
                 return
-            except PoisonMessage as exc:
-                await self._dead_letter(record, str(exc))
-                return
-            except TRANSIENT as exc:
-                error = (
-                    exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
-                )
-                if isinstance(exc, grpc.aio.AioRpcError) and exc.code() not in RETRYABLE_CODES:
-                    await self._dead_letter(record, f"payment_svc answered {error}")
-                    return
-                if attempt == self._retries_max:
-                    await self._dead_letter(record, f"{error} after {attempt} tries")
-                    return
-                delay = min(self._backoff_max_s, self._backoff_base_s * 2 ** (attempt - 1))
-                log.warning(
-                    "event failed; retrying",
-                    extra={
-                        "topic": record.topic,
-                        "offset": record.offset,
-                        "attempt": attempt,
-                        "error": error,
-                    },
-                )
-                await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter only
+        finally:
+            if waiting:
+                WAITING.labels(self._group).dec()
+
+    def _final(self, exc: BaseException) -> str:
+        if isinstance(exc, grpc.aio.AioRpcError):
+            return f"{self._grpc_upstream} answered {exc.code().name}"
+        return f"permanent error: {describe(exc)}"
 
     async def _dead_letter(self, record: Any, error: str) -> None:
-        PROCESSED.labels(self._group, "dead_letter").inc()
         log.error(
             "event dead-lettered",
-            extra={"topic": record.topic, "offset": record.offset, "error": error},
+            extra={
+                "group": self._group,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "error": error,
+            },
         )
-        await self._producer.send_and_wait(
-            f"{record.topic}.dlq",
-            record.value,
-            key=record.key,
-            headers=[
-                *(record.headers or ()),
-                ("error", error.encode()[:500]),
-                ("source-offset", str(record.offset).encode()),
-                ("source-partition", str(record.partition).encode()),
-            ],
-        )
+        headers = [
+            *(record.headers or ()),
+            ("error", error.encode()[:500]),
+            ("source-offset", str(record.offset).encode()),
+            ("source-partition", str(record.partition).encode()),
+            ("dead-letter-group", self._group.encode()),
+        ]
+        tries = 0
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    f"{record.topic}.dlq", record.value, key=record.key, headers=headers
+                )
+                break
+            except Exception as exc:
+                if classify(exc) is not Fault.TRANSIENT:
+                    raise
+                tries += 1
+                self._health.degrade("kafka")
+                if tries % self._retry.log_every_tries == 1:
+                    log.warning(
+                        "dead letter not accepted by Kafka yet; retrying",
+                        extra={"group": self._group, "error": describe(exc)},
+                    )
+                await self._retry.backoff.sleep(tries)
+        PROCESSED.labels(self._group, "dead_letter").inc()
+
+
+async def start_group(
+    *,
+    bootstrap_servers: str,
+    topic: str,
+    group: str,
+    client_id: str,
+    handler: Callable[[bytes], Awaitable[str]],
+    producer: KafkaProducer,
+    grpc_upstream: str = "payment_svc",
+) -> tuple[ConsumerLoop, AIOKafkaConsumer]:
+    """Join ``group`` on ``topic`` and start a :class:`ConsumerLoop` over it. The caller
+    stops the loop first, then the consumer (which leaves the group)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group,
+        client_id=client_id,
+        enable_auto_commit=False,
+        # A new group starts from the oldest event still kept.
+        auto_offset_reset="earliest",
+        # A member whose batch waits longer than this for a dependency is dropped from
+        # the group; its commit is then refused and the next poll rejoins.
+        max_poll_interval_ms=300_000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+    )
+    loop = ConsumerLoop(
+        consumer=consumer,
+        producer=producer,
+        handler=handler,
+        group=group,
+        grpc_upstream=grpc_upstream,
+    )
+    consumer.subscribe([topic], listener=loop.revocations)
+    await consumer.start()
+    loop.start()
+    return loop, consumer

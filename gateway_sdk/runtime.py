@@ -6,8 +6,10 @@ with the gateway's private key, calls your ``charge`` function and reports its r
 through ``CallbackService/ReportResult`` with a correct signature. The offset is
 committed only after the result was accepted (or ``charge`` chose not to answer), so a
 crash re-delivers the request; results carry ``event_id = <request_id>/result``, so
-payrail applies a re-delivered result once. Reporting retries transient failures a
-bounded number of times with backoff.
+payrail applies a re-delivered result once. Nothing but cancellation ends the worker:
+while payrail or Kafka is unreachable it waits and retries with capped, jittered backoff
+for as long as it takes (``waiting`` is True meanwhile), re-reading the batch without
+charging any payment twice; a result payrail refuses as final is logged and dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gateway_sdk.formats.base import FormatError, GatewayRequest, GatewayResult, WireFormat
@@ -34,13 +37,31 @@ log = logging.getLogger(__name__)
 # payment then times out at payrail and is re-dispatched or failed by its janitor).
 Charge = Callable[[GatewayRequest, CardData | None], Awaitable[GatewayResult | None]]
 
+# payrail (or the network) is unreachable, slow or busy: wait and report again, for as
+# long as it takes.
 _RETRYABLE = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
     }
 )
+# An error payrail did not explain: retried a bounded number of times.
+_UNEXPLAINED = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
+
+
+def _transient(error: BaseException) -> bool:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code() in _RETRYABLE or error.code() in _UNEXPLAINED
+    return isinstance(error, KafkaError | OSError | TimeoutError)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"grpc {error.code().name}"
+    return type(error).__name__
 
 
 def result_for(
@@ -116,6 +137,8 @@ class GatewayWorker:
         callbacks: CallbackClient,
         charge: Charge,
         answered_max: int = 10_000,
+        backoff_max_s: float = 10.0,
+        unknown_tries_max: int = 5,
     ) -> None:
         self._consumer = consumer
         self._format = wire_format
@@ -127,27 +150,64 @@ class GatewayWorker:
         # stored result is reported again instead, in case the first report was lost.
         self._answered: OrderedDict[str, GatewayResult] = OrderedDict()
         self._answered_max = answered_max
+        self._backoff_max_s = backoff_max_s
+        self._failures = 0
+        # Results payrail keeps refusing with an unexplained error (UNKNOWN, INTERNAL):
+        # retried a few times, then left to payrail's janitor (it re-dispatches).
+        self._unknown_tries: dict[str, int] = {}
+        self._unknown_tries_max = unknown_tries_max
+
+    @property
+    def waiting(self) -> bool:
+        """True while the worker waits for payrail or Kafka to come back (health)."""
+        return self._failures > 0
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled. Nothing ends this loop but cancellation: a batch that
+        could not be fully handled (payrail unreachable, a broker gone, your ``charge``
+        raising) is read again after a capped, jittered backoff — payments already
+        answered are never charged again, only their result is reported again."""
         while True:
-            batches = await self._consumer.getmany(timeout_ms=1000, max_records=50)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=1000, max_records=50)
+            except KafkaError as exc:
+                await self._backoff("fetch failed", exc)
+                continue
             for tp, records in batches.items():
                 outcomes = await asyncio.gather(
                     *(self.handle(r.value) for r in records), return_exceptions=True
                 )
                 failed = [o for o in outcomes if isinstance(o, BaseException)]
                 if failed:
-                    # Not committed: read the batch again after a pause; payments already
-                    # answered are not charged again, the rest retried.
-                    log.error(
-                        "batch not fully handled; retrying",
-                        extra={"error": type(failed[0]).__name__},
-                    )
+                    # Not committed: read the batch again after a pause.
                     self._consumer.seek(tp, records[0].offset)
-                    await asyncio.sleep(1.0)
-                    continue
-                await self._consumer.commit({tp: records[-1].offset + 1})
+                    await self._backoff("batch not fully handled; retrying", failed[0])
+                    break  # fetch again: the seek applies to the next getmany
+                try:
+                    await self._consumer.commit({tp: records[-1].offset + 1})
+                except (CommitFailedError, IllegalStateError):
+                    # A rebalance took the partition: its new owner reads the batch again
+                    # and gets the same answers (results are de-duplicated by event id).
+                    log.warning("partition revoked before commit", extra={"partition": tp})
+                except KafkaError as exc:
+                    await self._backoff("commit failed", exc)
+            else:
+                if self._failures:
+                    log.info("worker recovered", extra={"failures": self._failures})
+                self._failures = 0
+
+    async def _backoff(self, what: str, error: BaseException) -> None:
+        self._failures += 1
+        level = logging.ERROR if not _transient(error) else logging.WARNING
+        if self._failures == 1 or self._failures % 10 == 0:
+            log.log(
+                level,
+                what,
+                exc_info=error if level == logging.ERROR else None,
+                extra={"error": _describe(error), "failures": self._failures},
+            )
+        ceiling = min(self._backoff_max_s, 0.2 * 2 ** min(self._failures - 1, 20))
+        await asyncio.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter
 
     async def handle(self, raw: bytes) -> None:
         try:
@@ -183,9 +243,16 @@ class GatewayWorker:
     async def _report(self, request: GatewayRequest, result: GatewayResult) -> None:
         try:
             await self._callbacks.report(result)
+            self._unknown_tries.pop(request.request_id, None)
         except grpc.aio.AioRpcError as error:
             if error.code() in _RETRYABLE:
                 raise  # the batch is read again later
+            if error.code() in _UNEXPLAINED:
+                tries = self._unknown_tries.get(request.request_id, 0) + 1
+                if tries < self._unknown_tries_max:
+                    self._unknown_tries[request.request_id] = tries
+                    raise
+                self._unknown_tries.pop(request.request_id, None)
             # FAILED_PRECONDITION: payrail already holds another final outcome.
             log.error(
                 "result not accepted",

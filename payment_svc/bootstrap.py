@@ -185,7 +185,7 @@ async def build(settings: Settings) -> ServerHandle:
         await handle.stop(0)
         raise
     await relay.start()
-    await changes.start()
+    changes.start()
     admission.start()
     handle.on_stop.extend([changes.stop, admission.stop])
     # on_stop runs last-in first-out: the relay flushes before the pools close.

@@ -14,7 +14,6 @@ import grpc
 from aiokafka.admin import AIOKafkaAdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 Check = Callable[[], Awaitable[object]]
 
@@ -74,15 +73,3 @@ class KafkaCheck:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
-
-
-# Errors that mean "a dependency is unreachable right now": mapped to UNAVAILABLE so
-# clients retry with backoff, never to INTERNAL or UNKNOWN.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    OSError,
-    RedisError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-)

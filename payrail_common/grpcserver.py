@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 
 from payrail_common.interceptors import InflightLimiter, observability_interceptor
 from payrail_common.probes import DependencyMonitor
+from payrail_common.supervision import supervision
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +150,32 @@ def create_server(
     )
 
 
-async def serve(handle: ServerHandle, *, grace_s: float) -> None:
-    """Start the server and run until SIGTERM/SIGINT, then shut down gracefully."""
+async def serve(handle: ServerHandle, *, grace_s: float) -> int:
+    """Start the server and run until SIGTERM/SIGINT, then shut down gracefully.
+
+    Returns the process's exit code: 0 after a signal, 1 when a supervised background loop
+    kept failing past its bound (:mod:`payrail_common.supervision`) — the process then
+    shuts down just as gracefully, and its own supervisor starts a fresh one.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    fatal = supervision.fatal_event()
     await handle.start()
     log.info("serving", extra={"port": handle.port})
-    await stop.wait()
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(fatal.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    code = 0
+    if fatal.is_set() and not stop.is_set():
+        log.critical("giving up", extra={"reason": supervision.fatal_reason})
+        code = 1
     log.info("shutting down", extra={"grace_s": grace_s})
     await handle.stop(grace_s)
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(Exception):
             loop.remove_signal_handler(sig)
-    log.info("stopped")
+    log.info("stopped", extra={"exit_code": code})
+    return code

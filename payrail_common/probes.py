@@ -6,6 +6,13 @@ publishes the result on the health service under ``payrail.dependency.<name>``; 
 overall status (service name "") is SERVING only while every *essential* probe passes.
 A non-essential dependency (Kafka for payment_svc, whose outbox absorbs outages) shows as
 degraded under its own name without taking the service out of rotation.
+
+A trivial probe can pass while real work fails (a broker that answers metadata but cannot
+take writes, an upstream whose health is SERVING but whose calls time out). So the
+monitor also folds in what the process's supervised loops report
+(:mod:`payrail_common.supervision`): a dependency some loop is waiting for shows
+NOT_SERVING too, each supervised loop has an entry ``payrail.loop.<name>``, and a loop
+that keeps failing takes the overall status down.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from grpc_health.v1._async import HealthServicer
 from prometheus_client import Gauge
 
 from payrail_common.background import BackgroundLoop
+from payrail_common.supervision import Supervision, supervision
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,10 @@ def health_name(probe_name: str) -> str:
     return f"payrail.dependency.{probe_name}"
 
 
+def loop_health_name(loop_name: str) -> str:
+    return f"payrail.loop.{loop_name}"
+
+
 class DependencyMonitor(BackgroundLoop):
     """Runs probes every interval_s and mirrors their results into the health service."""
 
@@ -56,7 +68,9 @@ class DependencyMonitor(BackgroundLoop):
         *,
         interval_s: float = 2.0,
         timeout_s: float = 1.5,
+        loops: Supervision | None = None,
     ) -> None:
+        self._loops = loops or supervision
         self._health = health
         self._probes = tuple(probes)
         self._interval_s = interval_s
@@ -84,12 +98,22 @@ class DependencyMonitor(BackgroundLoop):
 
     async def check_once(self) -> bool:
         """Probe everything now; return whether every essential probe passed."""
-        results = await asyncio.gather(*(self._run_one(p) for p in self._probes))
+        probed = await asyncio.gather(*(self._run_one(p) for p in self._probes))
+        waiting = self._loops.degraded()
+        results = [
+            ok and probe.name not in waiting for probe, ok in zip(self._probes, probed, strict=True)
+        ]
         for probe, ok in zip(self._probes, results, strict=True):
             self._up[probe.name] = ok
             DEPENDENCY_UP.labels(probe.name).set(1 if ok else 0)
             await self._health.set(health_name(probe.name), SERVING if ok else NOT_SERVING)
-        healthy = all(
+        for name in waiting - {probe.name for probe in self._probes}:
+            await self._health.set(health_name(name), NOT_SERVING)
+        failing = set(self._loops.unhealthy_loops())
+        for name in self._loops.loop_names():
+            status = NOT_SERVING if name in failing else SERVING
+            await self._health.set(loop_health_name(name), status)
+        healthy = not failing and all(
             ok for probe, ok in zip(self._probes, results, strict=True) if probe.essential
         )
         await self._health.set("", SERVING if healthy else NOT_SERVING)

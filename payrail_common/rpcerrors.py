@@ -17,7 +17,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from payrail_common.dependencies import TRANSIENT_ERRORS
+from payrail_common.faults import is_transient
 from payrail_common.fields import FieldViolation
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,9 @@ def error_boundary(
             yield
         except domain_error as error:
             await abort_for(context, error)
-        except TRANSIENT_ERRORS:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("dependency unavailable", exc_info=True)
             await abort(context, grpc.StatusCode.UNAVAILABLE, unavailable_message)
 

@@ -161,9 +161,12 @@ def run_service(
         workers = 1
     configure(ServerTuning(reuse_port=workers > 1, inflight_max=process.inflight_max))
 
+    exit_code = 0
+
     async def main() -> None:
+        nonlocal exit_code
         handle = await build(settings)
-        await serve(handle, grace_s=settings.shutdown_grace_s)
+        exit_code = await serve(handle, grace_s=settings.shutdown_grace_s)
 
     children: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
@@ -183,4 +186,4 @@ def run_service(
     finally:
         stopping.set()
         _stop_workers(children, settings.shutdown_grace_s + _CHILD_STOP_MARGIN_S)
-    return 0
+    return exit_code

@@ -113,16 +113,33 @@ async def serve(settings: SandboxSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    health_task = asyncio.create_task(_mirror_health(health, worker))
     done, _ = await asyncio.wait(
         {task, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
     )
     task.cancel()
+    health_task.cancel()
     await health.enter_graceful_shutdown()
     await server.stop(2)
     await consumer.stop()
     await channel.close()
     if task in done and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
+
+
+async def _mirror_health(health: HealthServicer, worker: GatewayWorker) -> None:
+    """``payrail.dependency.payrail`` is NOT_SERVING while the worker waits for payrail
+    or Kafka to come back."""
+    name = "payrail.dependency.payrail"
+    while True:
+        waiting = worker.waiting
+        await health.set(
+            name,
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if waiting
+            else health_pb2.HealthCheckResponse.SERVING,
+        )
+        await asyncio.sleep(2.0)
 
 
 def main(gateway_id: str, wire_format: str, port_var: str, port: int) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumer_svc.consuming import ConsumerLoop
+from consumer_svc.consuming import ConsumerLoop, start_group
 from consumer_svc.insights.api import BenefitCatalogServicer, InsightsServicer
 from consumer_svc.insights.config import BENEFITS, LOYALTY, Settings
 from consumer_svc.insights.handlers import EVENTS_TOPIC, BenefitsHandler, LoyaltyHandler
@@ -29,8 +29,9 @@ SERVICE_NAMES = (INSIGHTS.full_name, CATALOG.full_name)
 async def _start_group(
     settings: Settings, group: str, handler: Callable[[bytes], Awaitable[str]], role: str
 ) -> tuple[ConsumerLoop, AIOKafkaConsumer, AIOKafkaProducer]:
-    """One consumer group over payments.events, through ConsumerLoop (bounded retries,
-    DLQ). Its producer only writes dead letters."""
+    """One consumer group over payments.events, through ConsumerLoop (waits out
+    outages, dead-letters only what can never succeed). Its producer only writes dead
+    letters."""
     client_id = f"payrail-{role}"
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -40,22 +41,15 @@ async def _start_group(
         request_timeout_ms=10_000,
         client_id=client_id,
     )
-    consumer = AIOKafkaConsumer(
-        EVENTS_TOPIC,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group,
-        client_id=client_id,
-        enable_auto_commit=False,
-        # A new group starts from the oldest event still kept: earlier purchases count.
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=300_000,
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
-    )
     await producer.start()
-    await consumer.start()
-    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, group=group)
-    loop.start()
+    loop, consumer = await start_group(
+        bootstrap_servers=settings.kafka_bootstrap,
+        topic=EVENTS_TOPIC,
+        group=group,
+        client_id=client_id,
+        handler=handler,
+        producer=producer,
+    )
     return loop, consumer, producer
 
 

@@ -16,18 +16,26 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from payrail_common.background import BackgroundLoop
+from payrail_common.faults import Backoff, describe, is_transient
+from payrail_common.supervision import supervision
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "payment_changes"
 
 
-class ChangeFeed:
+class ChangeFeed(BackgroundLoop):
+    """The LISTEN connection, kept open by a supervised loop that reconnects with backoff
+    while PostgreSQL is away (and reports it degraded meanwhile)."""
+
+    task_name = "payment-change-feed"
+
     def __init__(self, dsn: str, *, reconnect_max_s: float = 10.0) -> None:
         self._dsn = dsn
-        self._reconnect_max_s = reconnect_max_s
+        self._backoff = Backoff(base_s=0.5, max_s=reconnect_max_s)
         self._watchers: dict[str, set[asyncio.Queue[int]]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -39,11 +47,16 @@ class ChangeFeed:
     def _on_lost(self, _conn: object) -> None:
         self._lost.set()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._keep_listening(), name="payment-change-feed")
+    def _wake_everyone(self) -> None:
+        """After a reconnect: notifications may have been missed, so every watcher
+        re-reads its payment now rather than at its next poll."""
+        for queues in self._watchers.values():
+            for queue in queues:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(0)
 
-    async def _keep_listening(self) -> None:
-        delay_s = 0.5
+    async def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 self._lost.clear()
@@ -51,23 +64,24 @@ class ChangeFeed:
                 conn.add_termination_listener(self._on_lost)
                 await conn.add_listener(CHANNEL, self._on_notify)
                 self._conn = conn
-                delay_s = 0.5
+                if failures:
+                    log.info("change feed reconnected", extra={"failures": failures})
+                    self._wake_everyone()
+                failures = 0
                 await self._lost.wait()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                log.warning("change feed disconnected", extra={"error": type(exc).__name__})
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                supervision.degrade("postgres")
+                if failures == 0:
+                    log.warning("change feed disconnected", extra={"error": describe(exc)})
             finally:
                 conn_, self._conn = self._conn, None
                 if conn_ is not None and not conn_.is_closed():
-                    await conn_.close()
-            await asyncio.sleep(delay_s)
-            delay_s = min(self._reconnect_max_s, delay_s * 2)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                    with contextlib.suppress(Exception):
+                        await conn_.close(timeout=2)
+            failures += 1
+            await self._backoff.sleep(failures)
 
     @contextlib.asynccontextmanager
     async def watch(self, payment_id: str) -> AsyncIterator[asyncio.Queue[int]]:

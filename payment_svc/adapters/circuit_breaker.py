@@ -24,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from payrail_common.faults import full_jitter_backoff_s
+
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitOpenError", "full_jitter_backoff_s"]
 
 T = TypeVar("T")
@@ -43,25 +45,6 @@ class CircuitOpenError(Exception):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"circuit open; next trial in {retry_after_s:.3f} s")
         self.retry_after_s = retry_after_s
-
-
-def full_jitter_backoff_s(
-    attempt: int,
-    *,
-    base_s: float,
-    max_s: float,
-    random: Callable[[], float] = _random.random,
-) -> float:
-    """Delay before retry number ``attempt`` (1-based): uniform in [0, min(max, base * 2^(n-1))).
-
-    ``random`` returns a float in [0, 1). The exponent is clamped so a long outage never
-    overflows the float.
-    """
-    if attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {attempt}")
-    # 2 ** 62 is far beyond any sensible cap; clamping keeps the arithmetic finite.
-    ceiling_s = min(max_s, base_s * 2.0 ** min(attempt - 1, 62))
-    return random() * ceiling_s
 
 
 class CircuitBreaker:

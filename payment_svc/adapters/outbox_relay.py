@@ -52,6 +52,8 @@ from payment_svc.adapters.circuit_breaker import (
     full_jitter_backoff_s,
 )
 from payrail_common import pg
+from payrail_common.faults import dependency_of, is_transient
+from payrail_common.supervision import supervised, supervision
 
 __all__ = ["NOTIFY_CHANNEL", "KafkaProducer", "OutboxRelay", "ProducerFactory"]
 
@@ -424,7 +426,10 @@ class OutboxRelay:
             raise
         self._listener_healthy = True
         self._observe_breaker()
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay:{self._client_id}")
+        # Supervised: a crash of the loop is logged, counted and the loop restarted.
+        self._task = asyncio.create_task(
+            supervised("outbox-relay", self._loop), name=f"outbox-relay:{self._client_id}"
+        )
 
     async def stop(self) -> None:
         """Finish the cycle in flight (bounded), then stop the producer and close connections."""
@@ -442,7 +447,7 @@ class OutboxRelay:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            except Exception as exc:  # already logged by _run; cleanup must still happen
+            except Exception as exc:  # already logged by the supervisor; clean up anyway
                 log.debug("outbox relay loop had failed", extra={"error": type(exc).__name__})
         producer, self._producer = self._producer, None
         if producer is not None:
@@ -465,14 +470,6 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _run(self) -> None:
-        try:
-            await self._loop()
-        except Exception:
-            # Nothing is published any more: say so loudly (health keeps its last value).
-            log.exception("outbox relay loop crashed", extra={"relay": self._client_id})
-            raise
-
     async def _loop(self) -> None:
         cycle_failing = False
         while not self._stopping:
@@ -483,6 +480,9 @@ class OutboxRelay:
             try:
                 result = await self._cycle_serialised()
             except Exception as exc:  # PostgreSQL trouble: the loop must survive it
+                if not is_transient(exc):
+                    raise  # a bug: the supervisor logs it with its traceback and restarts
+                supervision.degrade(dependency_of(exc, other="postgres"))
                 if not cycle_failing:
                     log.warning(
                         "outbox relay cycle failed; retrying every poll interval",
