@@ -31,7 +31,7 @@ TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(T
 
 PYTEST_ARGS ?=
 
-.PHONY: help up down status test gen lint tools venv logs clean bench
+.PHONY: help up down status test gen lint tools venv logs clean bench dlq
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -103,6 +103,11 @@ status: ## show what is running
 
 logs: ## follow the service logs of `make up`
 	@tail -n 50 -F .data/logs/*.log
+
+# ARGS go to `python -m consumer_svc.dlq` (e.g. ARGS="redrive payments.events.dlq:0:7").
+ARGS ?= list
+dlq: venv ## list or re-drive the dead letters of `make up` (ARGS="list" by default)
+	@$(DEV_ENV) $(PY) -m consumer_svc.dlq $(ARGS)
 
 # ---------------------------------------------------------------- tests
 # Starts its own stack (ports 15432/16379/19092, data in .data-test), runs every test,
