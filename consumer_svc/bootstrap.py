@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import grpc
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
@@ -19,6 +18,7 @@ from consumer_svc.risk.store import RiskStore
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail_common import pg
 from payrail_common.authn import ServiceTokenClientInterceptor
+from payrail_common.channels import internal_channel
 from payrail_common.dependencies import (
     KafkaCheck,
     grpc_health_check,
@@ -35,7 +35,7 @@ async def build(settings: Settings) -> ServerHandle:
     pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
     kafka = KafkaCheck(settings.kafka_bootstrap)
     # Every call to payment_svc presents the service token (PaymentOpsService requires it).
-    channel = grpc.aio.insecure_channel(
+    channel = internal_channel(
         settings.payment_target,
         interceptors=[
             ServiceTokenClientInterceptor(read_secret_file(Path(settings.internal_token_file)))

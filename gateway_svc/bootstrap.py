@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
 from redis.asyncio import Redis
 
 from gateway_svc.adapters.argon2_hasher import Argon2Hasher, Argon2Params
@@ -17,6 +16,7 @@ from payrail.insights.v1 import insights_pb2
 from payrail.payments.v1 import payments_pb2
 from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
+from payrail_common.channels import internal_channel
 from payrail_common.dependencies import grpc_health_check, postgres_check, redis_check
 from payrail_common.forwarding import Forwarder
 from payrail_common.grpcserver import ServerHandle, create_server
@@ -88,23 +88,11 @@ async def build(settings: Settings) -> ServerHandle:
         ),
     )
     authenticator = Authenticator(ring, policy, session_check=accounts.session_is_live)
-    channel = grpc.aio.insecure_channel(
-        settings.payment_target,
-        options=[("grpc.keepalive_time_ms", 60_000), ("grpc.enable_retries", 0)],
-    )
+    channel = internal_channel(settings.payment_target)
     forwarder = Forwarder(channel, max_deadline_s=settings.upstream_deadline_ms / 1000)
     # The insights process on a channel of its own: while it is down its calls answer
-    # UNAVAILABLE and nothing else is affected. It may be stopped on purpose, so the
-    # channel retries the connection often enough to notice it is back within seconds.
-    insights_channel = grpc.aio.insecure_channel(
-        settings.insights_target,
-        options=[
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.enable_retries", 0),
-            ("grpc.initial_reconnect_backoff_ms", 500),
-            ("grpc.max_reconnect_backoff_ms", 5_000),
-        ],
-    )
+    # UNAVAILABLE and nothing else is affected.
+    insights_channel = internal_channel(settings.insights_target)
     insights_forwarder = Forwarder(
         insights_channel,
         max_deadline_s=settings.upstream_deadline_ms / 1000,

@@ -152,8 +152,13 @@ async def supervised(
     *,
     policy: RestartPolicy | None = None,
     registry: Supervision | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> None:
-    """Run ``run()`` until cancelled, restarting it after every unexpected end."""
+    """Run ``run()`` until cancelled, restarting it after every unexpected end.
+
+    ``stopping`` tells an expected end from an unexpected one, for a loop that returns
+    by itself when its owner stops it (rather than being cancelled).
+    """
     policy = policy or RestartPolicy()
     registry = registry or supervision
     registry.loop_started(name, policy)
@@ -163,6 +168,8 @@ async def supervised(
             started = time.monotonic()
             try:
                 await run()
+                if stopping is not None and stopping():
+                    return
                 error = "returned"
                 log.error("background loop ended unexpectedly; restarting", extra={"loop": name})
             except asyncio.CancelledError:

@@ -18,7 +18,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from gateway_sdk import CallbackSecret, CardData, GatewayRequest, GatewayResult, get_format
-from gateway_sdk.runtime import CallbackClient, GatewayWorker, result_for
+from gateway_sdk.runtime import CallbackClient, GatewayWorker, connect, result_for
 from gateway_sdk.sealing import load_private_key
 
 log = logging.getLogger("sandbox_gateways")
@@ -94,7 +94,7 @@ async def serve(settings: SandboxSettings) -> None:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    channel = grpc.aio.insecure_channel(settings.callback_target)
+    channel = connect(settings.callback_target)
     worker = GatewayWorker(
         consumer=consumer,
         wire_format=wire_format,

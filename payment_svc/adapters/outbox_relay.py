@@ -428,7 +428,8 @@ class OutboxRelay:
         self._observe_breaker()
         # Supervised: a crash of the loop is logged, counted and the loop restarted.
         self._task = asyncio.create_task(
-            supervised("outbox-relay", self._loop), name=f"outbox-relay:{self._client_id}"
+            supervised("outbox-relay", self._loop, stopping=lambda: self._stopping),
+            name=f"outbox-relay:{self._client_id}",
         )
 
     async def stop(self) -> None:

@@ -78,9 +78,16 @@ async def settle(
     stub = payments_pb2_grpc.PaymentServiceStub(channel)
     deadline = time.monotonic() + timeout_s
     while True:
-        reply: pb.GetPaymentResponse = await stub.GetPayment(
-            pb.GetPaymentRequest(payment_id=payment_id), metadata=user.metadata, timeout=5
-        )
+        try:
+            reply: pb.GetPaymentResponse = await stub.GetPayment(
+                pb.GetPaymentRequest(payment_id=payment_id), metadata=user.metadata, timeout=5
+            )
+        except grpc.aio.AioRpcError as error:
+            # A client polls through a restart of the platform: UNAVAILABLE means "again".
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+            continue
         payment = reply.payment
         if payment.status in FINAL or time.monotonic() > deadline:
             return payment

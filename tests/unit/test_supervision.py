@@ -142,3 +142,25 @@ async def test_a_dependency_a_loop_waits_for_shows_degraded_even_when_its_probe_
     ):
         reply = await health.Check(health_pb2.HealthCheckRequest(service=name), None)
         assert reply.status == expected, name
+
+
+@pytest.mark.asyncio
+async def test_a_loop_that_returns_because_its_owner_stops_it_is_not_restarted() -> None:
+    registry = Supervision()
+    runs = 0
+    stopping = False
+
+    async def run() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            nonlocal stopping
+            stopping = True
+        await asyncio.sleep(0)
+
+    await asyncio.wait_for(
+        supervised("owned", run, policy=FAST, registry=registry, stopping=lambda: stopping),
+        timeout=5,
+    )
+    assert runs == 2  # the first return was unexpected (restarted), the second was not
+    assert registry.loop_names() == []
