@@ -31,7 +31,7 @@ TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(T
 
 PYTEST_ARGS ?=
 
-.PHONY: help up down status test gen lint tools venv logs clean bench dlq
+.PHONY: help up down status test gen lint tools venv logs clean bench dlq chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -144,6 +144,18 @@ bench: tools ## benchmark the make-up platform (restarts its services with bench
 	@echo "[bench] running: python -m bench run $(BENCH_ARGS)"
 	@$(DEV_ENV) $(BENCH_ENV) $(PY) -m bench run $(if $(filter 1,$(BENCH_DOCS)),--docs docs/performance.md) \
 	    $(BENCH_ARGS)
+
+# ---------------------------------------------------------------- chaos suite
+# `make chaos` (docs/reliability.md): its own stack (3 Kafka brokers, PostgreSQL with
+# fsync on, Redis, every service; ports 25xxx/26xxx/29xxx, data in .data-chaos), N
+# payments through the public API while a seeded schedule of faults hits it, then every
+# invariant checked; the stack is stopped afterwards (CHAOS_ARGS=--keep-stack keeps it).
+# CHAOS_ARGS go to `python -m chaos run` (see `python -m chaos run --help`), e.g.
+# CHAOS_ARGS="--payments 2000 --faults 10 --seed 42".
+CHAOS_ARGS ?=
+
+chaos: tools ## fault-injection suite on a private 3-broker stack (CHAOS_ARGS=...)
+	@PYTHON=$(PY) PAYRAIL_TOOLS_DIR=$(TOOLS) $(PY) -m chaos run $(CHAOS_ARGS)
 
 clean: down ## stop everything and delete local data (keeps .venv and .tools)
 	@rm -rf .data .data-test
