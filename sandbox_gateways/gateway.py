@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway_sdk import CallbackSecret, CardData, GatewayRequest, GatewayResult, get_format
 from gateway_sdk.runtime import CallbackClient, GatewayWorker, connect, result_for
 from gateway_sdk.sealing import load_private_key
+from payrail_common.grpcserver import ListingHealthServicer
 
 log = logging.getLogger("sandbox_gateways")
 
@@ -79,7 +80,7 @@ async def serve(settings: SandboxSettings) -> None:
         await asyncio.sleep(settings.latency_ms / 1000)
         return decide(request, card)
 
-    health = HealthServicer()
+    health = ListingHealthServicer()
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -4,15 +4,15 @@
 
 One line per service: its address, supervisord state, pid and uptime, then what the
 service itself says on grpc.health.v1: the overall status (service "") and every
-``payrail.dependency.<name>`` entry, e.g.
+``payrail.dependency.<name>`` and ``payrail.loop.<name>`` entry, e.g.
 
     payment_svc   127.0.0.1:50052  RUNNING  pid 1234  up 0:03:12  SERVING  postgres=SERVING ...
 
 A program that is not running shows supervisord's description and the tail of its log;
-a service that does not answer health says so. Each name in DEPENDENCY_NAMES is asked
-for and the ones a service does not know (NOT_FOUND) are left out. (Not Health/List: the
-services' health servicer does not implement it, and each call would log an error
-there.) Every call
+a service that does not answer health says so. The entries come from Health/List, which
+payrail's services implement (payrail_common.grpcserver.ListingHealthServicer); for a
+server without it each name in DEPENDENCY_NAMES is asked for instead, and the ones it
+does not know (NOT_FOUND) are left out. Every call
 has a short deadline and the services are asked in parallel, so a hung (e.g. SIGSTOPped)
 service costs about a second, not the whole command. Used by services.sh status.
 """
@@ -36,6 +36,7 @@ from supervisor_rpc import ProcessInfo, Supervisor, SupervisorError
 # tests/e2e/test_supervisor.py fails when a bootstrap grows a probe missing here.
 DEPENDENCY_NAMES = ("postgres", "redis", "kafka", "payment_svc", "consumer_insights")
 DEPENDENCY_PREFIX = "payrail.dependency."
+LOOP_PREFIX = "payrail.loop."
 CALL_DEADLINE_S = 1.0
 LOG_TAIL_LINES = 5
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
@@ -62,7 +63,26 @@ def query_health(target: str) -> Health:
         except grpc.RpcError as exc:
             return Health(f"no answer ({_code_name(exc)})")
         overall = str(Status.Name(reply.status))
+        listed = _list_entries(stub)
+        if listed is not None:
+            return Health(overall, tuple(listed))
         return Health(overall, tuple(_check_each(stub, DEPENDENCY_NAMES)))
+
+
+def _list_entries(stub: health_pb2_grpc.HealthStub) -> list[tuple[str, str]] | None:
+    """Every dependency and supervised-loop entry through Health/List (payrail's
+    services implement it); None when the server does not."""
+    try:
+        reply = stub.List(health_pb2.HealthListRequest(), timeout=CALL_DEADLINE_S)
+    except grpc.RpcError:
+        return None
+    entries = []
+    for name, status in sorted(reply.statuses.items()):
+        for prefix in (DEPENDENCY_PREFIX, LOOP_PREFIX):
+            if name.startswith(prefix):
+                short = name.removeprefix(DEPENDENCY_PREFIX).replace(LOOP_PREFIX, "loop:")
+                entries.append((short, str(Status.Name(status.status))))
+    return entries
 
 
 def _check_each(stub: health_pb2_grpc.HealthStub, names: Sequence[str]) -> list[tuple[str, str]]:

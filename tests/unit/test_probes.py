@@ -8,6 +8,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
+from payrail_common.grpcserver import ListingHealthServicer
 from payrail_common.probes import DependencyMonitor, Probe
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -66,3 +67,16 @@ async def test_wait_ready_names_what_is_missing() -> None:
     )
     with pytest.raises(TimeoutError, match="redis"):
         await monitor.wait_ready(("redis",), timeout_s=0.05)
+
+
+@pytest.mark.asyncio
+async def test_health_list_shows_every_dependency_and_loop_entry() -> None:
+    health = ListingHealthServicer()
+    await health.set("payrail.dependency.kafka", NOT_SERVING)
+    await health.set("payrail.loop.janitor", SERVING)
+    reply = await health.List(health_pb2.HealthListRequest(), None)
+    assert {name: s.status for name, s in reply.statuses.items()} == {
+        "": SERVING,
+        "payrail.dependency.kafka": NOT_SERVING,
+        "payrail.loop.janitor": SERVING,
+    }
