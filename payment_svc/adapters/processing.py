@@ -390,8 +390,7 @@ class PostgresSweeper:
             )
             if not rows:
                 return [], None
-            # Only when something is stale: the outbox has no index on message_key, so this
-            # is one scan for the whole page, never one per payment.
+            # One look-up for the whole page (outbox_created_by_payment_idx).
             events = await conn.fetch(
                 "SELECT message_key, event_id, payload FROM payments.outbox"
                 " WHERE message_key = ANY($1::text[]) AND event_type = 'payment.created'"
