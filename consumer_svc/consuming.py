@@ -195,16 +195,17 @@ class ConsumerLoop(BackgroundLoop):
                 )
                 return False
             except Exception as exc:
-                if classify(exc) is not Fault.TRANSIENT:
-                    raise
                 tries += 1
-                self._health.degrade("kafka")
-                if tries % self._retry.log_every_tries == 1:
-                    log.warning(
-                        "commit failed; retrying",
-                        extra={"group": self._group, "error": describe(exc), "tries": tries},
-                    )
-                await self._retry.backoff.sleep(tries)
+                await self._wait_for_kafka("commit failed; retrying", exc, tries)
+
+    async def _wait_for_kafka(self, what: str, exc: Exception, tries: int) -> None:
+        """Back off before trying a Kafka call again; re-raise what waiting cannot fix."""
+        if classify(exc) is not Fault.TRANSIENT:
+            raise exc
+        self._health.degrade("kafka")
+        if tries % self._retry.log_every_tries == 1:
+            log.warning(what, extra={"group": self._group, "error": describe(exc), "tries": tries})
+        await self._retry.backoff.sleep(tries)
 
     async def _report_lag(self) -> None:
         partitions = list(self._consumer.assignment())
@@ -311,16 +312,8 @@ class ConsumerLoop(BackgroundLoop):
                 )
                 break
             except Exception as exc:
-                if classify(exc) is not Fault.TRANSIENT:
-                    raise
                 tries += 1
-                self._health.degrade("kafka")
-                if tries % self._retry.log_every_tries == 1:
-                    log.warning(
-                        "dead letter not accepted by Kafka yet; retrying",
-                        extra={"group": self._group, "error": describe(exc)},
-                    )
-                await self._retry.backoff.sleep(tries)
+                await self._wait_for_kafka("dead letter not taken yet; retrying", exc, tries)
         PROCESSED.labels(self._group, "dead_letter").inc()
 
 
