@@ -15,8 +15,10 @@ from redis import exceptions as redis_errors
 
 from payrail_common.background import BackgroundLoop
 from payrail_common.faults import Backoff, Fault, classify, dependency_of, describe
+from payrail_common.grpcserver import create_server, serve
 from payrail_common.probes import DependencyMonitor, Probe
 from payrail_common.supervision import RestartPolicy, Supervision, supervised
+from payrail_common.supervision import supervision as process_registry
 
 FAST = RestartPolicy(
     backoff=Backoff(base_s=0.001, max_s=0.002),
@@ -164,3 +166,24 @@ async def test_a_loop_that_returns_because_its_owner_stops_it_is_not_restarted()
     )
     assert runs == 2  # the first return was unexpected (restarted), the second was not
     assert registry.loop_names() == []
+
+
+@pytest.mark.asyncio
+async def test_the_server_shuts_down_and_exits_1_when_a_loop_gives_up() -> None:
+    process_registry.reset()
+    handle = create_server(host="127.0.0.1", port=0, registrars=[], service_names=())
+
+    class Doomed(BackgroundLoop):
+        task_name = "doomed"
+        restart_policy = FAST
+
+        async def _run(self) -> None:
+            raise RuntimeError("cannot recover")
+
+    loop = Doomed()
+    handle.on_stop.append(loop.stop)
+    loop.start()
+    try:
+        assert await asyncio.wait_for(serve(handle, grace_s=0.1), timeout=10) == 1
+    finally:
+        process_registry.reset()
