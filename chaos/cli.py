@@ -101,6 +101,7 @@ async def drain(pool: asyncpg.Pool, user_ids: list[str], drain_s: float, log: Lo
 
 async def run(args: argparse.Namespace) -> int:
     log = Logger()
+    commit = report.git_commit()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
     users = args.users or max(20, min(300, args.payments // 40))
     load_s = args.payments / args.rate
@@ -180,6 +181,7 @@ async def run(args: argparse.Namespace) -> int:
             findings=findings,
             timings=timings,
             answers=answers,
+            commit=commit,
         )
         report.write(result, report_path)
         report.print_table(result, findings)

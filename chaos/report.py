@@ -46,13 +46,14 @@ def build(
     findings: Findings,
     timings: dict[str, float],
     answers: Counter[str],
+    commit: str,
 ) -> dict[str, Any]:
     by_kind = Counter(r.fault.kind for r in faults if r.ok)
     failed_faults = [r.as_json() for r in faults if not r.ok]
     violations = {k: len(v) for k, v in findings.violations.items()}
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,  # taken when the run started: the code the services ran
         "args": args,
         "faults_asked": faults_asked,
         "faults_injected": sum(by_kind.values()),
