@@ -158,4 +158,4 @@ chaos: tools ## fault-injection suite on a private 3-broker stack (CHAOS_ARGS=..
 	@PYTHON=$(PY) PAYRAIL_TOOLS_DIR=$(TOOLS) $(PY) -m chaos run $(CHAOS_ARGS)
 
 clean: down ## stop everything and delete local data (keeps .venv and .tools)
-	@rm -rf .data .data-test
+	@rm -rf .data .data-test .data-chaos .data-chaos-smoke
