@@ -1,7 +1,9 @@
 """The gRPC server shell every payrail service runs in.
 
 :func:`create_server` builds a ``grpc.aio`` server with the standard health service,
-server reflection and the metrics/access-log interceptor, binds it and returns it with
+server reflection, the call guard (malformed requests are INVALID_ARGUMENT, unmapped
+exceptions INTERNAL without their text: :class:`~payrail_common.interceptors.CallGuard`)
+and the metrics/access-log interceptor, binds it and returns it with
 the bound port (port 0 picks a free one, which is how tests start services in-process).
 :func:`serve` runs it until SIGTERM or SIGINT and then shuts down gracefully: health
 turns NOT_SERVING first so load balancers stop sending, in-flight calls get a grace
@@ -29,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from payrail_common.interceptors import InflightLimiter, observability_interceptor
+from payrail_common.interceptors import CallGuard, InflightLimiter, observability_interceptor
 from payrail_common.probes import DependencyMonitor
 from payrail_common.supervision import supervision
 
@@ -133,10 +135,13 @@ def create_server(
 ) -> ServerHandle:
     """Build a server with health, reflection and observability, bound to host:port."""
     tuning = _tuning
-    # The limiter goes first: a shed call costs no authentication and no access log.
+    # The guard is outermost, so nothing reaches a client past it: a malformed request is
+    # refused before any other work, and an exception escaping the interceptors below it
+    # (authentication...) is INTERNAL too. Then the limiter: a shed call costs no
+    # authentication and no access log.
     limiter = [InflightLimiter(tuning.inflight_max)] if tuning.inflight_max > 0 else []
     server = grpc.aio.server(
-        interceptors=[*limiter, observability_interceptor(), *interceptors],
+        interceptors=[CallGuard(), *limiter, observability_interceptor(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             # Off unless this service runs several worker processes: then a second,

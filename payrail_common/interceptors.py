@@ -4,19 +4,28 @@ grpc.aio interceptors see a method handler, not the call; to act around the call
 (time it, authenticate it, bind the caller to a context variable) the handler's behaviour
 is wrapped. :func:`wrap_handler` does that once for unary and server-streaming RPCs, with
 an async context manager factory that runs in the RPC's own task.
+
+:class:`CallGuard`, the outermost interceptor of every server, is the last word on what a
+client hears: bytes that are not the request message are INVALID_ARGUMENT (grpc itself
+would answer UNKNOWN naming the parser's exception class), and an exception nothing else
+mapped is INTERNAL with a fixed message, its traceback only in the server's log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
+
+from payrail_common.fields import FieldViolation
+from payrail_common.rpcerrors import INTERNAL_MESSAGE, abort
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +103,10 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrap_handler(handler, method, self._around)
 
 
-def _code_name(context: Any, failed: bool) -> str:
+def _code_name(context: Any, failure: str | None) -> str:
     code = context.code()
     if code is None:
-        return "UNKNOWN" if failed else "OK"
+        return failure or "OK"
     return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
 
 
@@ -105,12 +114,17 @@ def _code_name(context: Any, failed: bool) -> str:
 async def observe(method: str, context: Any) -> AsyncIterator[None]:
     """Count, time and log one RPC."""
     started = time.perf_counter()
-    failed = True
+    # What the caller hears when the call ends without a status of its own: the guard
+    # turns an unmapped exception into INTERNAL.
+    failure: str | None = "INTERNAL"
     try:
         yield
-        failed = False
+        failure = None
+    except asyncio.CancelledError:
+        failure = "CANCELLED"
+        raise
     finally:
-        code = _code_name(context, failed)
+        code = _code_name(context, failure)
         elapsed = time.perf_counter() - started
         RPC_TOTAL.labels(method, code).inc()
         RPC_SECONDS.labels(method).observe(elapsed)
@@ -182,3 +196,160 @@ class InflightLimiter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+# ---------------------------------------------------------------- the call guard
+
+MALFORMED_REASON = "MALFORMED_REQUEST"
+
+RPC_MALFORMED = Counter(
+    "payrail_grpc_server_malformed_total",
+    "Calls refused INVALID_ARGUMENT because their bytes were not the request message.",
+    ["grpc_method"],
+)
+
+
+class _Undecodable:
+    """What a guarded deserializer returns for bytes its message type cannot parse."""
+
+    __slots__ = ("message_name",)
+
+    def __init__(self, message_name: str) -> None:
+        self.message_name = message_name
+
+
+def _message_name(deserializer: Callable[[bytes], Any]) -> str:
+    """``payrail.auth.v1.LoginRequest`` for ``LoginRequest.FromString``; "" if unknown."""
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return str(getattr(descriptor, "full_name", ""))
+
+
+def _guarded(
+    deserializer: Callable[[bytes], Any] | None,
+) -> Callable[[bytes], Any] | None:
+    if deserializer is None:  # raw bytes (the edge's forwarder): nothing to parse
+        return None
+    name = _message_name(deserializer)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            # grpc would answer UNKNOWN with the exception's class and text; the
+            # behaviour answers instead, once it runs with the call's context.
+            return _Undecodable(name)
+
+    return deserialize
+
+
+async def _refuse_malformed(method: str, request: _Undecodable, context: Any) -> None:
+    RPC_MALFORMED.labels(method).inc()
+    log.info("malformed request", extra={"method": method})
+    what = request.message_name or "the request message"
+    await abort(
+        context,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "the request is not a valid serialized protobuf message",
+        violations=[FieldViolation("", f"could not be parsed as {what}")],
+        reason=MALFORMED_REASON,
+    )
+
+
+@asynccontextmanager
+async def _unexpected_to_internal(method: str, context: Any) -> AsyncIterator[None]:
+    """Whatever escaped every mapping becomes INTERNAL without its text."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise  # the call already has its status
+    except Exception:
+        log.exception("unhandled error in an RPC", extra={"method": method})
+        await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+
+class CallGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """The outermost interceptor of every payrail server (see the module docstring).
+
+    It guards every method, health and reflection included, and every kind of RPC: a
+    stream of requests is checked message by message as the servicer reads it.
+    """
+
+    async def intercept_service(self, continuation: Continuation, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        deserialize = _guarded(handler.request_deserializer)
+        serialize = handler.response_serializer
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary), deserialize, serialize
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(method, handler.unary_stream), deserialize, serialize
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream_stream(method, handler.stream_stream), deserialize, serialize
+            )
+        return grpc.stream_unary_rpc_method_handler(
+            self._stream_unary(method, handler.stream_unary), deserialize, serialize
+        )
+
+    @staticmethod
+    def _unary(method: str, inner: Any) -> Any:
+        async def unary(request: Any, context: Any) -> Any:
+            if isinstance(request, _Undecodable):
+                await _refuse_malformed(method, request, context)
+            async with _unexpected_to_internal(method, context):
+                return await inner(request, context)
+
+        return unary
+
+    @staticmethod
+    def _unary_stream(method: str, inner: Any) -> Any:
+        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, _Undecodable):
+                await _refuse_malformed(method, request, context)
+            async with _unexpected_to_internal(method, context):
+                result = inner(request, context)
+                if inspect.isawaitable(result):  # a behaviour that writes to the context
+                    await result
+                    return
+                async for item in result:
+                    yield item
+
+        return stream
+
+    @staticmethod
+    def _checked(method: str, requests: AsyncIterable[Any], context: Any) -> AsyncIterator[Any]:
+        async def checked() -> AsyncIterator[Any]:
+            async for request in requests:
+                if isinstance(request, _Undecodable):
+                    await _refuse_malformed(method, request, context)
+                yield request
+
+        return checked()
+
+    @classmethod
+    def _stream_stream(cls, method: str, inner: Any) -> Any:
+        async def stream(requests: AsyncIterable[Any], context: Any) -> AsyncIterator[Any]:
+            async with _unexpected_to_internal(method, context):
+                result = inner(cls._checked(method, requests, context), context)
+                if inspect.isawaitable(result):
+                    await result
+                    return
+                async for item in result:
+                    yield item
+
+        return stream
+
+    @classmethod
+    def _stream_unary(cls, method: str, inner: Any) -> Any:
+        async def unary(requests: AsyncIterable[Any], context: Any) -> Any:
+            async with _unexpected_to_internal(method, context):
+                return await inner(cls._checked(method, requests, context), context)
+
+        return unary

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # ErrorInfo.domain for every payrail error.
 ERROR_DOMAIN = "payrail.dev"
+# What a client hears about a failure nobody mapped; the details are in the server's log.
+INTERNAL_MESSAGE = "internal error; the server logged it"
 
 
 def _status(
@@ -90,22 +92,26 @@ def error_boundary(
     domain_error: type[Exception], abort_for: ErrorMapper, *, unavailable_message: str
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     """A servicer-body context manager for one service: its domain errors become the
-    statuses ``abort_for`` chooses, dependency outages UNAVAILABLE (retry with backoff);
-    anything else propagates (and reaches the client as UNKNOWN, without details)."""
+    statuses ``abort_for`` chooses, dependency outages UNAVAILABLE (retry with backoff),
+    anything else INTERNAL with a fixed message (the exception, with its traceback, is
+    logged here and never shown: its text may be a database's or a library's)."""
 
     @asynccontextmanager
     async def boundary(context: Any) -> AsyncIterator[None]:
         try:
             yield
+        except grpc.aio.AbortError:
+            raise  # the call already has its status
         except domain_error as error:
             await abort_for(context, error)
         except Exception as exc:
             if not is_transient(exc):
-                raise
+                log.exception("unexpected error")
+                await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             log.warning("dependency unavailable", exc_info=True)
             await abort(context, grpc.StatusCode.UNAVAILABLE, unavailable_message)
 
     return boundary
 
 
-__all__ = ["ERROR_DOMAIN", "FieldViolation", "abort", "error_boundary"]
+__all__ = ["ERROR_DOMAIN", "INTERNAL_MESSAGE", "FieldViolation", "abort", "error_boundary"]

@@ -7,20 +7,19 @@ import base64
 import logging
 import os
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-import grpc
 from aiokafka import AIOKafkaConsumer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from gateway_sdk import CallbackSecret, CardData, GatewayRequest, GatewayResult, get_format
 from gateway_sdk.runtime import CallbackClient, GatewayWorker, connect, result_for
 from gateway_sdk.sealing import load_private_key
-from payrail_common.grpcserver import ListingHealthServicer
+from payrail_common.grpcserver import create_server
+from payrail_common.logs import configure_logging
 
 log = logging.getLogger("sandbox_gateways")
 
@@ -80,14 +79,10 @@ async def serve(settings: SandboxSettings) -> None:
         await asyncio.sleep(settings.latency_ms / 1000)
         return decide(request, card)
 
-    health = ListingHealthServicer()
-    server = grpc.aio.server()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
-    server.add_insecure_port(f"127.0.0.1:{settings.port}")
+    # payrail's server shell: health, reflection, and the call guard (a malformed health
+    # check is INVALID_ARGUMENT, never UNKNOWN naming a parser exception).
+    handle = create_server(host="127.0.0.1", port=settings.port, registrars=(), service_names=())
+    health = handle.health
     consumer = AIOKafkaConsumer(
         f"gateway.{settings.gateway_id}.requests",
         bootstrap_servers=settings.kafka_bootstrap,
@@ -106,8 +101,7 @@ async def serve(settings: SandboxSettings) -> None:
         charge=charge,
     )
     await consumer.start()
-    await server.start()
-    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await handle.start()
     log.info("sandbox gateway %s (%s) consuming", settings.gateway_id, settings.wire_format)
     task = asyncio.create_task(worker.run())
     stop = asyncio.Event()
@@ -120,8 +114,7 @@ async def serve(settings: SandboxSettings) -> None:
     )
     task.cancel()
     health_task.cancel()
-    await health.enter_graceful_shutdown()
-    await server.stop(2)
+    await handle.stop(2)
     await consumer.stop()
     await channel.close()
     if task in done and task.exception() is not None:
@@ -143,12 +136,13 @@ async def _mirror_health(health: HealthServicer, worker: GatewayWorker) -> None:
         await asyncio.sleep(2.0)
 
 
+def configure_logs(gateway_id: str, stream: TextIO | None = None) -> None:
+    """payrail's JSON log lines with card-number redaction: a sandbox opens sealed card
+    data, so a PAN in a message or a traceback must never reach its log."""
+    configure_logging(gateway_id, os.environ.get("PAYRAIL_LOG_LEVEL", "INFO"), stream)
+
+
 def main(gateway_id: str, wire_format: str, port_var: str, port: int) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    configure_logs(gateway_id)
     asyncio.run(serve(SandboxSettings.from_env(gateway_id, wire_format, port_var, port)))
     return 0
