@@ -78,7 +78,7 @@ up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
 	@$(DEV_ENV) $(PY) -m consumer_svc.insights.catalog seed
 	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint \
-	    --secret internal-token
+	    --secret internal-token --secret edge-assertion
 	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap
 	@# EUR and GBP route to the SOAP sandbox (higher priority, narrower), the rest to JSON.
 	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-json --format json --priority 10 \

@@ -124,6 +124,7 @@ class ChaosStack:
             "PAYRAIL_VAULT_ACTIVE_KEY": "dev-1",
             "PAYRAIL_VAULT_FINGERPRINT_KEY": str(keys / "vault-fingerprint.key"),
             "PAYRAIL_INTERNAL_TOKEN_FILE": str(keys / "internal-token.key"),
+            "PAYRAIL_EDGE_ASSERTION_KEYS": str(keys / "edge-assertion.key"),
             "PAYRAIL_SANDBOX_KEYS_DIR": str(keys),
             "PAYRAIL_NOTIFICATIONS_SINK_FILE": str(self.data_dir / "notifications.jsonl"),
             "PAYRAIL_JANITOR_INTERVAL_S": str(self.settings.janitor_interval_s),
@@ -180,7 +181,7 @@ class ChaosStack:
         await self.python(
             "payrail_common.keys", "--dir", str(self.keys), "--jwt", "dev-1",
             "--secret", "vault-dev-1", "--secret", "vault-fingerprint",
-            "--secret", "internal-token",
+            "--secret", "internal-token", "--secret", "edge-assertion",
         )  # fmt: skip
         await self.python(
             "sandbox_gateways.keys", "--dir", str(self.keys), "sandbox-json", "sandbox-soap"

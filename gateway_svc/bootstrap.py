@@ -18,6 +18,7 @@ from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.channels import internal_channel
 from payrail_common.dependencies import grpc_health_check, postgres_check, redis_check
+from payrail_common.edge_assertion import load_edge_assertions
 from payrail_common.forwarding import Forwarder
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.probes import DependencyMonitor, Probe
@@ -88,8 +89,16 @@ async def build(settings: Settings) -> ServerHandle:
         ),
     )
     authenticator = Authenticator(ring, policy, session_check=accounts.session_is_live)
+    # Each call the authenticator let through (token and live session checked) is
+    # forwarded with an assertion signed for its method and token: the internal
+    # services accept nothing less, so a revoked token is refused there too.
+    edge_assertions = load_edge_assertions(settings.edge_assertion_keys)
     channel = internal_channel(settings.payment_target)
-    forwarder = Forwarder(channel, max_deadline_s=settings.upstream_deadline_ms / 1000)
+    forwarder = Forwarder(
+        channel,
+        max_deadline_s=settings.upstream_deadline_ms / 1000,
+        edge_assertions=edge_assertions,
+    )
     # The insights process on a channel of its own: while it is down its calls answer
     # UNAVAILABLE and nothing else is affected.
     insights_channel = internal_channel(settings.insights_target)
@@ -97,6 +106,7 @@ async def build(settings: Settings) -> ServerHandle:
         insights_channel,
         max_deadline_s=settings.upstream_deadline_ms / 1000,
         unavailable_message="insights are temporarily unavailable; retry with backoff",
+        edge_assertions=edge_assertions,
     )
     handle = create_server(
         host=settings.host,

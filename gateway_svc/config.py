@@ -33,6 +33,10 @@ class Settings:
     jwt_public_keys: str = ""
     jwt_issuer: str = "payrail"
     jwt_audience: str = "payrail-api"
+    # Edge assertion keys (32 bytes, base64) "/path/new.key[,/path/old.key]": the first
+    # signs, every one verifies (rotation). gateway_svc signs each call it authenticated
+    # and forwards; payment_svc and insights accept a bearer token only with one.
+    edge_assertion_keys: str = ".data/keys/edge-assertion.key"
     access_token_ttl_s: int = 900
     # Lifetime of a session and its refresh tokens (sliding: each refresh extends it).
     session_ttl_s: int = 7 * 24 * 3600
@@ -66,6 +70,7 @@ class Settings:
             jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
             jwt_issuer=env_str("PAYRAIL_JWT_ISSUER", d.jwt_issuer, env),
             jwt_audience=env_str("PAYRAIL_JWT_AUDIENCE", d.jwt_audience, env),
+            edge_assertion_keys=env_str("PAYRAIL_EDGE_ASSERTION_KEYS", d.edge_assertion_keys, env),
             access_token_ttl_s=env_int(
                 "PAYRAIL_ACCESS_TOKEN_TTL_S", d.access_token_ttl_s, minimum=1, maximum=900, env=env
             ),

@@ -34,6 +34,7 @@ from payrail_common import pg
 from payrail_common.authn import Authenticator, ServiceTokenAuthenticator, method_paths
 from payrail_common.config import ConfigError
 from payrail_common.dependencies import postgres_check, redis_check
+from payrail_common.edge_assertion import load_edge_assertions
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.keys import read_secret_file
 from payrail_common.probes import DependencyMonitor, Probe
@@ -96,10 +97,14 @@ def build_payments(
 async def build(settings: Settings) -> ServerHandle:
     """Wire payment_svc; wait (bounded) for PostgreSQL and Redis; return the bound server."""
     # payment_svc holds only public keys: it re-verifies every forwarded access token
-    # rather than trusting the edge, and could never mint one.
+    # rather than trusting the edge, and could never mint one. It cannot see sessions,
+    # so it also requires the edge's assertion that the token's session was live for
+    # this very call: a revoked or stolen token sent straight here is refused.
     ring = KeyRing.from_files(public_spec=settings.jwt_public_keys)
     authenticator = Authenticator(
-        ring, TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        ring,
+        TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        edge_assertions=load_edge_assertions(settings.edge_assertion_keys),
     )
     # min_size=0: connections open on demand, so a late PostgreSQL is waited for by the
     # monitor below instead of failing pool creation.

@@ -25,6 +25,10 @@ class Settings:
     jwt_public_keys: str = "dev-1=.data/keys/jwt-dev-1.pub.pem"
     jwt_issuer: str = "payrail"
     jwt_audience: str = "payrail-api"
+    # Edge assertion keys (32 bytes, base64) "/path/new.key[,/path/old.key]": the first
+    # signs, every one verifies (rotation). gateway_svc signs each call it authenticated
+    # and forwards; payment_svc and insights accept a bearer token only with one.
+    edge_assertion_keys: str = ".data/keys/edge-assertion.key"
     # ISO-4217 codes accepted by CreatePayment (each needs a limit in the domain table).
     supported_currencies: str = "USD,EUR,GBP,JPY,KRW,CHF,CAD,AUD"
     # Card vault: AES-256-GCM data keys "kid=/path.key,...", the one new seals use, and
@@ -64,6 +68,7 @@ class Settings:
             jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
             jwt_issuer=env_str("PAYRAIL_JWT_ISSUER", d.jwt_issuer, env),
             jwt_audience=env_str("PAYRAIL_JWT_AUDIENCE", d.jwt_audience, env),
+            edge_assertion_keys=env_str("PAYRAIL_EDGE_ASSERTION_KEYS", d.edge_assertion_keys, env),
             supported_currencies=env_str(
                 "PAYRAIL_SUPPORTED_CURRENCIES", d.supported_currencies, env
             ),

@@ -3,9 +3,12 @@
 The interceptor reads ``authorization: Bearer <jwt>``, verifies it with the service's
 :class:`KeyRing` (algorithm allow-list, kid, signature, iss/aud/exp), optionally asks a
 session check whether the token's session is still live (gateway_svc: Redis, so Logout
-revokes at once), and binds the :class:`Principal` to :data:`PRINCIPAL` for the servicer.
-Every refusal is UNAUTHENTICATED with one generic message; the precise reason goes only
-to the log and the metrics.
+revokes at once), optionally requires the edge's assertion for this call and token
+(payment_svc, insights: see :mod:`payrail_common.edge_assertion`, so a revoked or stolen
+token sent straight to an internal port is refused too), and binds the
+:class:`Principal` to :data:`PRINCIPAL` for the servicer. Every refusal is
+UNAUTHENTICATED with one generic message; the precise reason goes only to the log and
+the metrics.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter
 
+from payrail_common.edge_assertion import EDGE_ASSERTION_KEY, EdgeAssertions
 from payrail_common.interceptors import AroundInterceptor
 from payrail_common.rpcerrors import abort
 from payrail_common.tokens import KeyRing, Principal, TokenError, TokenPolicy, VerifiedTokens
@@ -68,14 +72,26 @@ class Authenticator:
     """Verifies the caller of each protected RPC and binds it to :data:`PRINCIPAL`."""
 
     def __init__(
-        self, ring: KeyRing, policy: TokenPolicy, session_check: SessionCheck | None = None
+        self,
+        ring: KeyRing,
+        policy: TokenPolicy,
+        session_check: SessionCheck | None = None,
+        *,
+        edge_assertions: EdgeAssertions | None = None,
     ) -> None:
         self._tokens = VerifiedTokens(ring, policy)
         self._session_check = session_check
+        # Internal services: only calls the edge authenticated (and signed for) pass.
+        self._edge_assertions = edge_assertions
 
     async def _principal(self, method: str, context: Any) -> Principal:
         try:
-            principal = self._tokens.verify(bearer_token(context))
+            token = bearer_token(context)
+            principal = self._tokens.verify(token)
+            if self._edge_assertions is not None:
+                self._edge_assertions.verify(
+                    method, token, metadata_value(context, EDGE_ASSERTION_KEY)
+                )
             if self._session_check is not None and not await self._session_check(principal):
                 raise TokenError("session_revoked")
         except TokenError as exc:

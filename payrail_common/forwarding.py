@@ -7,6 +7,12 @@ upstream needs, and the upstream's status, details and metadata (including
 ``grpc-status-details-bin`` rich error details) passed back to the caller unchanged.
 Because nothing is decoded, the edge adds no serialization cost and never sees fields
 it does not need.
+
+A call the edge authenticated (the Authenticator bound a principal, after checking the
+token and its live session) also carries an edge assertion for its method and token
+(:mod:`payrail_common.edge_assertion`): the internal services accept a bearer token only
+with one, so a revoked or stolen token is useless on their ports too. A client's own
+``x-payrail-edge-assertion`` never passes: only :data:`FORWARDED_KEYS` do.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
+
+from payrail_common.authn import PRINCIPAL, bearer_token
+from payrail_common.edge_assertion import EDGE_ASSERTION_KEY, EdgeAssertions
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +74,21 @@ class Forwarder:
         *,
         max_deadline_s: float,
         unavailable_message: str = UNAVAILABLE_MESSAGE,
+        edge_assertions: EdgeAssertions | None = None,
     ) -> None:
         self._channel = channel
         self._max_deadline_s = max_deadline_s
         # What a caller hears while the upstream cannot be reached.
         self._unavailable_message = unavailable_message
+        self._edge_assertions = edge_assertions
+
+    def _assertion(
+        self, path: str, context: grpc.aio.ServicerContext
+    ) -> tuple[tuple[str, str], ...]:
+        """The edge assertion for this call, if the edge authenticated it."""
+        if self._edge_assertions is None or PRINCIPAL.get(None) is None:
+            return ()
+        return ((EDGE_ASSERTION_KEY, self._edge_assertions.sign(path, bearer_token(context))),)
 
     def handler_for(self, service: ServiceDescriptor) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -93,7 +112,7 @@ class Forwarder:
             call = call_upstream(
                 request,
                 timeout=_timeout_s(context, self._max_deadline_s),
-                metadata=_outgoing_metadata(context, ()),
+                metadata=_outgoing_metadata(context, self._assertion(path, context)),
             )
             try:
                 response: bytes = await call
@@ -121,7 +140,7 @@ class Forwarder:
             call = call_upstream(
                 request,
                 timeout=context.time_remaining(),
-                metadata=_outgoing_metadata(context, ()),
+                metadata=_outgoing_metadata(context, self._assertion(path, context)),
             )
             try:
                 async for item in call:

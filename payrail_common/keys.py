@@ -5,7 +5,7 @@
 * ``--jwt KID`` writes ``jwt-<KID>.pem`` (Ed25519 private key, mode 600) and
   ``jwt-<KID>.pub.pem``;
 * ``--secret NAME`` writes ``<NAME>.key``: 32 random bytes, base64, mode 600 (AES-256
-  and HMAC keys of the card vault).
+  and HMAC keys of the card vault, the internal service token, the edge assertion key).
 
 Existing files are left alone, so it is safe to run on every start.
 """

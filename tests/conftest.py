@@ -68,7 +68,8 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class JwtKeys:
     """Generated development keys, as the services' settings name them: a JWT signing
-    key pair and the card vault's data and fingerprint keys."""
+    key pair, the card vault's data and fingerprint keys, the internal service token and
+    the edge assertion key."""
 
     kid: str
     private_path: Path
@@ -76,6 +77,7 @@ class JwtKeys:
     vault_key_path: Path
     fingerprint_key_path: Path
     internal_token_path: Path
+    edge_assertion_key_path: Path
 
     @property
     def vault_spec(self) -> str:
@@ -102,6 +104,7 @@ def make_keys(directory: Path, kid: str) -> JwtKeys:
         generate_secret_file(directory, f"vault-{kid}"),
         generate_secret_file(directory, "vault-fingerprint"),
         generate_secret_file(directory, "internal-token"),
+        generate_secret_file(directory, "edge-assertion"),
     )
 
 

@@ -17,6 +17,7 @@ from payrail.insights.v1 import insights_pb2, insights_pb2_grpc
 from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.dependencies import KafkaCheck, postgres_check
+from payrail_common.edge_assertion import load_edge_assertions
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.probes import DependencyMonitor, Probe
 from payrail_common.tokens import KeyRing, TokenPolicy
@@ -56,10 +57,13 @@ async def _start_group(
 async def build(settings: Settings) -> ServerHandle:
     """Wire the insights process; wait (bounded) for PostgreSQL and Kafka; return the
     bound server."""
-    # Public keys only, like payment_svc: every forwarded token is verified again here.
+    # Public keys only, like payment_svc: every forwarded token is verified again here,
+    # with the edge's assertion that its session was live for this call.
     ring = KeyRing.from_files(public_spec=settings.jwt_public_keys)
     authenticator = Authenticator(
-        ring, TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        ring,
+        TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        edge_assertions=load_edge_assertions(settings.edge_assertion_keys),
     )
     tiers = settings.tiers
     pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)

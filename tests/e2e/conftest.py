@@ -197,6 +197,7 @@ def services(  # one set of processes per test module
         "PAYRAIL_VAULT_ACTIVE_KEY": jwt_keys.kid,
         "PAYRAIL_VAULT_FINGERPRINT_KEY": str(jwt_keys.fingerprint_key_path),
         "PAYRAIL_INTERNAL_TOKEN_FILE": str(jwt_keys.internal_token_path),
+        "PAYRAIL_EDGE_ASSERTION_KEYS": str(jwt_keys.edge_assertion_key_path),
         "PAYRAIL_SANDBOX_KEYS_DIR": str(gateway_keys),
         "PAYRAIL_SANDBOX_JSON_PORT": str(ports["sandbox_json"]),
         "PAYRAIL_SANDBOX_SOAP_PORT": str(ports["sandbox_soap"]),

@@ -26,6 +26,7 @@ def payment_settings(stack: StackEnv, keys: JwtKeys) -> PaymentSettings:
         vault_active_key=keys.kid,
         vault_fingerprint_key=str(keys.fingerprint_key_path),
         internal_token_file=str(keys.internal_token_path),
+        edge_assertion_keys=str(keys.edge_assertion_key_path),
         port=0,
         metrics_port=0,
         pg_dsn=stack.pg_dsn,
@@ -43,6 +44,7 @@ def gateway_settings(stack: StackEnv, keys: JwtKeys, payment_port: int) -> Gatew
     return GatewaySettings(
         jwt_signing_keys=keys.signing_spec,
         jwt_active_kid=keys.kid,
+        edge_assertion_keys=str(keys.edge_assertion_key_path),
         port=0,
         metrics_port=0,
         payment_target=f"127.0.0.1:{payment_port}",

@@ -405,13 +405,20 @@ async def test_every_forged_token_is_refused_at_the_edge_and_by_payment_svc(
                 direct.GetBalance(pb.GetBalanceRequest(), metadata=metadata, timeout=5)
             )
             assert inner.code() == grpc.StatusCode.UNAUTHENTICATED, name
-        # The genuine token passes both.
+        # The genuine token passes the edge and, forwarded by it, payment_svc; sent straight
+        # to payment_svc, without the edge's assertion, it is refused like the forgeries.
         ok = await auth(channel).GetProfile(
             apb.GetProfileRequest(), metadata=user.metadata, timeout=5
         )
         assert ok.user_id == user.user_id
-        genuine = await direct.GetBalance(pb.GetBalanceRequest(), metadata=user.metadata, timeout=5)
-        assert list(genuine.balances) == []
+        forwarded = await payments_pb2_grpc.PaymentServiceStub(channel).GetBalance(
+            pb.GetBalanceRequest(), metadata=user.metadata, timeout=5
+        )
+        assert list(forwarded.balances) == []
+        bare = await rpc_error(
+            direct.GetBalance(pb.GetBalanceRequest(), metadata=user.metadata, timeout=5)
+        )
+        assert bare.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_a_bare_user_header_is_not_trusted_by_payment_svc(platform: Platform) -> None:
