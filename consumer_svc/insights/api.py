@@ -12,7 +12,7 @@ import binascii
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -38,6 +38,7 @@ from payrail.insights.v1 import insights_pb2 as ipb
 from payrail.insights.v1 import insights_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail_common.authn import current_principal
+from payrail_common.fields import is_storable_text, storable_text_violation
 from payrail_common.rpcerrors import abort, error_boundary
 
 log = logging.getLogger(__name__)
@@ -81,38 +82,71 @@ def encode_token(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
+# Longer than any token this service issues; a longer one is refused before decoding.
+PAGE_TOKEN_MAX_CHARS = 1024
+# Longest text a cursor may carry (merchant ids are at most 64 characters).
+_CURSOR_TEXT_MAX_CHARS = 256
+_BIGINT_MAX = 2**63 - 1
+
+
+def _not_issued() -> InvalidArgument:
+    return invalid("page_token", "is not a token this service issued")
+
+
 def decode_token(token: str) -> dict[str, Any]:
+    if len(token) > PAGE_TOKEN_MAX_CHARS:
+        raise _not_issued()
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        raise invalid("page_token", "is not a token this service issued") from None
+    except (binascii.Error, ValueError, RecursionError):
+        raise _not_issued() from None
     if not isinstance(data, dict):
-        raise invalid("page_token", "is not a token this service issued")
+        raise _not_issued()
     return data
 
 
+def _cursor_text(value: Any) -> str:
+    """A text value of a cursor, only if PostgreSQL can compare with it."""
+    if not isinstance(value, str) or len(value) > _CURSOR_TEXT_MAX_CHARS:
+        raise _not_issued()
+    if not is_storable_text(value):
+        raise _not_issued()
+    return value
+
+
 def standing_cursor(request: ipb.ListLoyaltyStandingsRequest) -> StandingCursor | None:
+    """The (visits, merchant_id) a page token continues after; every part is checked
+    here, so nothing a client crafted reaches the query."""
     if not request.page_token:
         return None
     data = decode_token(request.page_token)
-    try:
-        cursor = (int(data["v"]), str(data["m"]))
-        same_filter = data["f"] == request.merchant_id
-    except (KeyError, TypeError, ValueError):
-        raise invalid("page_token", "is not a token this service issued") from None
-    if not same_filter:
+    visits = data.get("v")
+    # bool is an int in Python; a visit count is a non-negative bigint.
+    if type(visits) is not int or not 0 <= visits <= _BIGINT_MAX:
+        raise _not_issued()
+    merchant_id = _cursor_text(data.get("m"))
+    if data.get("f") != request.merchant_id:
         raise invalid("page_token", "was issued for another merchant_id; start from the first page")
-    return cursor
+    return visits, merchant_id
 
 
 def tip_cursor(request: ipb.ListBenefitTipsRequest) -> TipCursor | None:
+    """The (create_time, tip_id) a page token continues after, exactly as issued: an
+    aware ISO 8601 time within the calendar and a canonical UUID."""
     if not request.page_token:
         return None
     data = decode_token(request.page_token)
+    when_text, tip_id = _cursor_text(data.get("t")), _cursor_text(data.get("id"))
     try:
-        return datetime.fromisoformat(str(data["t"])), str(_uuid(data["id"]))
-    except (KeyError, TypeError, ValueError):
-        raise invalid("page_token", "is not a token this service issued") from None
+        when = datetime.fromisoformat(when_text)
+        # In UTC, as the database compares it; the extremes of the calendar overflow.
+        when.astimezone(UTC)
+        canonical_id = _uuid(tip_id)
+    except (ValueError, OverflowError):
+        raise _not_issued() from None
+    if when.tzinfo is None or when.isoformat() != when_text or canonical_id != tip_id:
+        raise _not_issued()
+    return when, tip_id
 
 
 def _uuid(value: Any) -> str:
@@ -194,6 +228,9 @@ class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
     ) -> ipb.ListLoyaltyStandingsResponse:
         async with mapped_errors(context):
             limit = page_size(request.page_size)
+            bad_filter = storable_text_violation("merchant_id", request.merchant_id)
+            if bad_filter is not None:
+                raise InvalidArgument([bad_filter])
             rows = await self._store.list_standings(
                 current_principal().user_id,
                 merchant_id=request.merchant_id,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from payrail_common.fields import FieldViolation
+from payrail_common.fields import FieldViolation, storable_text_violation
 
 # ---------------------------------------------------------------- errors
 
@@ -152,6 +152,10 @@ def validate_benefit(benefit: Benefit) -> None:
         violations.append(
             FieldViolation("benefit.description", f"must be at most {DESCRIPTION_MAX} characters")
         )
+    elif (
+        unstorable := storable_text_violation("benefit.description", benefit.description)
+    ) is not None:
+        violations.append(unstorable)
     if violations:
         raise InvalidArgument(violations)
 

@@ -26,6 +26,7 @@ from gateway_svc.service.ports import (
     RefreshOutcome,
     SessionCache,
 )
+from payrail_common.fields import is_storable_text
 from payrail_common.tokens import KeyRing, Principal, TokenPolicy, issue_access_token
 
 __all__ = ["Accounts", "EmailTaken", "LoginLimits", "TokenPair"]
@@ -119,7 +120,10 @@ class Accounts:
         )
         if retry_after is not None:
             raise Throttled(retry_after)
-        account = await self._store.find_by_email(email) if email else None
+        # An e-mail PostgreSQL cannot store was never registered: no look-up for it.
+        account = (
+            await self._store.find_by_email(email) if email and is_storable_text(email) else None
+        )
         if account is None:
             await self._burn_equal_time(password)
             ok = False
