@@ -252,7 +252,7 @@ class PostgresProcessingRepository:
             fresh = await conn.fetchval(
                 "INSERT INTO payments.callback_events"
                 " (event_id, gateway_id, payment_id, outcome) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                " ON CONFLICT (gateway_id, event_id) DO NOTHING RETURNING true",
                 event_id,
                 gateway_id,
                 pid,
