@@ -9,9 +9,10 @@ from datetime import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from payment_svc.domain.cards import CardBrand, CardInput, Secret
+from payment_svc.domain.errors import ValidationFailed
 from payment_svc.domain.money import Money
 from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
-from payment_svc.domain.validation import CreatePaymentCommand, Merchant
+from payment_svc.domain.validation import CreatePaymentCommand, Merchant, unrecognized_value
 from payment_svc.service.ports import PaymentView
 from payrail.events.v1 import events_pb2
 from payrail.payments.v1 import payments_pb2 as pb
@@ -22,13 +23,20 @@ def _enum_to_pb(prefix: str, value: str | None) -> str:
     return f"{prefix}{'UNSPECIFIED' if value is None else value}"
 
 
-def _enum_from_pb(enum_type: object, prefix: str, number: int) -> str | None:
+def _enum_from_pb(
+    enum_type: object, prefix: str, number: int, *, field: str, unknown: list[str]
+) -> str | None:
+    """The domain value name for a protobuf enum number; None for the zero value. A
+    number the contract does not define (an open enum accepts any int32 on the wire)
+    appends ``field`` to ``unknown`` and maps to None: the domain then refuses it by name,
+    instead of it passing silently as "unspecified"."""
     if number == 0:
         return None
     try:
         name: str = enum_type.Name(number)  # type: ignore[attr-defined]
     except ValueError:
-        return None  # an unknown number from a newer client: treated as unspecified
+        unknown.append(field)
+        return None
     return name.removeprefix(prefix)
 
 
@@ -36,14 +44,24 @@ def status_to_pb(status: PaymentStatus) -> str:
     return _enum_to_pb("PAYMENT_STATUS_", status.value)
 
 
-def status_from_pb(number: int) -> PaymentStatus | None:
-    name = _enum_from_pb(pb.PaymentStatus, "PAYMENT_STATUS_", number)
-    return None if name is None else PaymentStatus(name)
-
-
-def kind_from_pb(number: int) -> PaymentKind | None:
-    name = _enum_from_pb(pb.PaymentKind, "PAYMENT_KIND_", number)
-    return None if name is None else PaymentKind(name)
+def list_filters_from_pb(
+    request: pb.ListPaymentsRequest,
+) -> tuple[PaymentStatus | None, PaymentKind | None]:
+    """ListPayments' (status, kind) filters, None meaning any; ValidationFailed naming
+    each filter whose number the contract does not define."""
+    unknown: list[str] = []
+    status = _enum_from_pb(
+        pb.PaymentStatus, "PAYMENT_STATUS_", request.status, field="status", unknown=unknown
+    )
+    kind = _enum_from_pb(
+        pb.PaymentKind, "PAYMENT_KIND_", request.kind, field="kind", unknown=unknown
+    )
+    if unknown:
+        raise ValidationFailed([unrecognized_value(field) for field in unknown])
+    return (
+        None if status is None else PaymentStatus(status),
+        None if kind is None else PaymentKind(kind),
+    )
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -53,7 +71,8 @@ def timestamp(moment: datetime) -> Timestamp:
 
 
 def command_from_pb(user_id: str, request: pb.CreatePaymentRequest) -> CreatePaymentCommand:
-    """The domain command; field presence (card, merchant) is kept, values are not judged."""
+    """The domain command; field presence (card, merchant) and enum numbers the contract
+    does not define are kept, values are not judged."""
     card = None
     if request.HasField("card"):
         card = CardInput(
@@ -75,16 +94,27 @@ def command_from_pb(user_id: str, request: pb.CreatePaymentRequest) -> CreatePay
             latitude=m.latitude,
             longitude=m.longitude,
         )
-    funding = _enum_from_pb(pb.FundingSource, "FUNDING_SOURCE_", request.funding_source)
+    unknown: list[str] = []
+    kind = _enum_from_pb(
+        pb.PaymentKind, "PAYMENT_KIND_", request.kind, field="kind", unknown=unknown
+    )
+    funding = _enum_from_pb(
+        pb.FundingSource,
+        "FUNDING_SOURCE_",
+        request.funding_source,
+        field="funding_source",
+        unknown=unknown,
+    )
     return CreatePaymentCommand(
         user_id=user_id,
         idempotency_key=request.idempotency_key,
-        kind=kind_from_pb(request.kind),
+        kind=None if kind is None else PaymentKind(kind),
         amount=Money(request.amount.currency_code, request.amount.amount_minor),
         card=card,
         merchant=merchant,
         description=request.description,
         funding_source=None if funding is None else FundingSource(funding),
+        unrecognized=frozenset(unknown),
     )
 
 

@@ -15,12 +15,7 @@ from typing import Any
 
 from payment_svc.api.errors import mapped_errors
 from payment_svc.domain.errors import ValidationFailed
-from payment_svc.proto_mapping import (
-    command_from_pb,
-    kind_from_pb,
-    payment_to_pb,
-    status_from_pb,
-)
+from payment_svc.proto_mapping import command_from_pb, list_filters_from_pb, payment_to_pb
 from payment_svc.service.payments import Payments
 from payment_svc.service.ports import PageCursor
 from payment_svc.service.verification import Verifications
@@ -92,12 +87,13 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
         async with mapped_errors(context):
             if request.page_size < 0:
                 raise _invalid("page_size", "must not be negative")
+            status, kind = list_filters_from_pb(request)
             page, next_cursor = await self._payments.list(
                 current_principal().user_id,
                 page_size=request.page_size,
                 after=decode_page_token(request),
-                status=status_from_pb(request.status),
-                kind=kind_from_pb(request.kind),
+                status=status,
+                kind=kind,
             )
         return pb.ListPaymentsResponse(
             payments=[payment_to_pb(view) for view in page],

@@ -16,6 +16,8 @@ import math
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
 
 from payment_svc.domain.cards import (
     BRAND_DISPLAY_NAMES,
@@ -32,7 +34,7 @@ from payment_svc.domain.cards import (
     normalize_card_number,
 )
 from payment_svc.domain.money import AmountLimits, Currency, Money, is_currency_code_shaped
-from payment_svc.domain.status import FundingSource, PaymentKind
+from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
 from payrail_common.fields import FieldViolation
 
 IDEMPOTENCY_KEY_MAX_CHARS = 255
@@ -81,7 +83,8 @@ class CreatePaymentCommand:
 
     ``kind`` and ``funding_source`` are None when the client left them unspecified;
     ``card`` and ``merchant`` are None when the client did not send them. ``user_id`` is
-    the authenticated caller, never client input.
+    the authenticated caller, never client input. ``unrecognized`` names the enum fields
+    whose wire value the contract does not define (their value here is None).
     """
 
     user_id: str
@@ -92,6 +95,7 @@ class CreatePaymentCommand:
     merchant: Merchant | None = None
     description: str = ""
     funding_source: FundingSource | None = None
+    unrecognized: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.user_id:
@@ -106,6 +110,24 @@ def effective_funding_source(
     if kind is not PaymentKind.PURCHASE:
         return None
     return funding_source or FundingSource.CARD
+
+
+# The domain enum behind every request field that carries one (CreatePayment's kind and
+# funding_source, ListPayments' status and kind filters).
+_ENUM_FIELDS: Mapping[str, type[StrEnum]] = MappingProxyType(
+    {"kind": PaymentKind, "funding_source": FundingSource, "status": PaymentStatus}
+)
+
+
+def unrecognized_value(path: str) -> FieldViolation:
+    """The violation of an enum field whose value is not one the contract defines (an
+    open protobuf enum carries any number): refused by name, never read as "unspecified"."""
+    members = _ENUM_FIELDS.get(path.rsplit(".", 1)[-1])
+    if members is None:
+        return FieldViolation(path, "is not a known value")
+    return FieldViolation(
+        path, f"is not a known value; use one of {_or_list(m.value for m in members)}"
+    )
 
 
 def _has_control_chars(text: str, *, allow: str = "") -> bool:
@@ -304,7 +326,9 @@ def validate_create_payment(
         # Keys are opaque client identifiers; numeric ones may look like PANs by chance.
         refuse_card_numbers=False,
     )
-    if cmd.kind is None:
+    if "kind" in cmd.unrecognized:
+        out.violations.append(unrecognized_value("kind"))
+    elif cmd.kind is None:
         out.add("kind", "is required: DEPOSIT, WITHDRAWAL or PURCHASE")
     _check_amount(out, cmd.amount, currencies, limits)
 
@@ -323,6 +347,10 @@ def validate_create_payment(
         required=False,
         allow="\n\t",
     )
+    if "funding_source" in cmd.unrecognized:
+        # Refused whatever the kind: deposits and withdrawals ignore an unspecified or
+        # known source, never a value that means nothing.
+        out.violations.append(unrecognized_value("funding_source"))
     return out.violations
 
 
@@ -397,5 +425,6 @@ __all__ = [
     "Merchant",
     "effective_funding_source",
     "request_fingerprint",
+    "unrecognized_value",
     "validate_create_payment",
 ]
