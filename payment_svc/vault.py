@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from payment_svc.domain.cards import PanSecret, Secret
 from payment_svc.domain.errors import DecryptionFailed
+from payment_svc.domain.idempotency import IdempotencyKeyHasher
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # GCM's native nonce size; other sizes are hashed and weaker
@@ -135,6 +136,10 @@ class CardVault:
         """Hex HMAC-SHA256 of the normalised PAN: equal for equal cards, keyed."""
         message = _FINGERPRINT_PURPOSE + b"\x00" + pan.reveal().encode("ascii")
         return hmac.new(self._fingerprint_key, message, hashlib.sha256).hexdigest()
+
+    def idempotency_hasher(self) -> IdempotencyKeyHasher:
+        """Keyed digests of idempotency keys, under a key derived from the fingerprint key."""
+        return IdempotencyKeyHasher.from_root(self._fingerprint_key)
 
     def encrypt_pan(self, pan: PanSecret, payment_id: str) -> SealedPan:
         key_id, nonce, ciphertext = self._seal(_PAN_PURPOSE, pan.reveal(), payment_id)

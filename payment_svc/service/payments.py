@@ -85,6 +85,8 @@ class Payments:
         self._cache = cache
         self._cvcs = cvcs
         self._vault = vault
+        # Keys and request fingerprints are stored only as keyed digests.
+        self._keys = vault.idempotency_hasher()
         self._currencies = currencies
         self._limits = limits
         self._changes = changes
@@ -101,6 +103,7 @@ class Payments:
             raise ValidationFailed(violations)
         if cmd.kind is None:  # validation guarantees a kind; this narrows the type
             raise ValidationFailed([FieldViolation("kind", "is required")])
+        stored_key = self._keys.stored_key(cmd.user_id, cmd.idempotency_key)
         if self._admission is not None:
             try:
                 # Bad input heard about its fields first; new payments wait out a backlog.
@@ -108,7 +111,7 @@ class Payments:
             except ProcessingBacklog:
                 # A retry of a payment already accepted is no new work: it gets its
                 # answer (the replay, or IDEMPOTENCY_KEY_REUSED) below, backlog or not.
-                if not await self._repository.key_exists(cmd.user_id, cmd.idempotency_key):
+                if not await self._repository.key_exists(cmd.user_id, stored_key):
                     raise
         payment_id = str(uuid.uuid4())
         funding = effective_funding_source(cmd.kind, cmd.funding_source)
@@ -134,11 +137,13 @@ class Payments:
             create_time=now,
             update_time=now,
         )
-        request_hash = request_fingerprint(cmd, card_fingerprint=fingerprint)
+        request_hash = self._keys.stored_request_hash(
+            request_fingerprint(cmd, card_fingerprint=fingerprint)
+        )
         result = await self._repository.create(
             NewPayment(
                 payment=view,
-                idempotency_key=cmd.idempotency_key,
+                idempotency_key=stored_key,
                 request_hash=request_hash,
                 sealed_pan=sealed_pan,
                 card_fingerprint=fingerprint,

@@ -62,6 +62,8 @@ class NewPayment:
     """Everything one CreatePayment transaction writes."""
 
     payment: PaymentView
+    # The client's key and the request fingerprint as stored: keyed digests
+    # (domain/idempotency.py), never the text the client sent.
     idempotency_key: str
     request_hash: str
     sealed_pan: SealedPan | None
@@ -94,7 +96,7 @@ class PaymentRepository(Protocol):
     async def get(self, user_id: str, payment_id: str) -> PaymentView | None: ...
 
     async def key_exists(self, user_id: str, idempotency_key: str) -> bool:
-        """Whether this user already used this idempotency key."""
+        """Whether this user already used this idempotency key (its stored digest)."""
 
     async def list(
         self,
