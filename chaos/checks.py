@@ -10,13 +10,16 @@ from __future__ import annotations
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from chaos.client import OpRecord
+from payment_svc.domain.idempotency import IdempotencyKeyHasher
 from payrail.events.v1 import events_pb2
 from payrail.payments.v1 import payments_pb2 as pb
+from payrail_common.keys import read_secret_file
 
 TERMINAL = {"COMPLETED", "FAILED", "DENIED", "CANCELED", "EXPIRED"}
 IN_FLIGHT = {"PENDING", "REQUIRES_VERIFICATION", "PROCESSING"}
@@ -53,8 +56,29 @@ async def unfinished(pool: asyncpg.Pool, user_ids: list[str]) -> int:
     return count
 
 
+# payment_svc stores a client's idempotency key only as a keyed digest: the check digests
+# the client's keys the same way. Loaded by fetch_payments, used by check_client_record.
+_key_hasher: IdempotencyKeyHasher | None = None
+
+
+async def _load_key_hasher(pool: asyncpg.Pool) -> IdempotencyKeyHasher:
+    """From the stack's own key file: the chaos stack keeps PostgreSQL's data in
+    <data dir>/pg and payment_svc's keys in <data dir>/keys (chaos/stack.py)."""
+    pg_data = Path(await pool.fetchval("SHOW data_directory"))
+    path = pg_data.parent / "keys" / "vault-fingerprint.key"
+    return IdempotencyKeyHasher.from_root(read_secret_file(path))
+
+
 async def fetch_payments(pool: asyncpg.Pool, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+    global _key_hasher
+    _key_hasher = await _load_key_hasher(pool)
     return {r["id"]: dict(r) for r in await pool.fetch(_PAYMENTS, user_ids)}
+
+
+def _stored_key(user_id: str, key: str) -> str:
+    if _key_hasher is None:
+        raise RuntimeError("fetch_payments must run before check_client_record")
+    return _key_hasher.stored_key(user_id, key)
 
 
 def check_client_record(
@@ -64,11 +88,11 @@ def check_client_record(
     api_view: dict[str, pb.Payment],
 ) -> None:
     by_key = {(p["user_id"], p["idempotency_key"]): p for p in payments.values()}
-    known = {(r.user_id, r.key) for r in records}
+    known = {(r.user_id, _stored_key(r.user_id, r.key)) for r in records}
     exactly_once, told, outcome, final = [], [], [], []
     for rec in records:
         ids = rec.payment_ids
-        row = by_key.get((rec.user_id, rec.key))
+        row = by_key.get((rec.user_id, _stored_key(rec.user_id, rec.key)))
         if len(ids) > 1:
             told.append(f"key {rec.key}: told {len(ids)} different payment ids {sorted(ids)}")
         if rec.accepted and row is None:
@@ -111,7 +135,9 @@ def check_client_record(
             )
     for key, row in by_key.items():
         if key not in known:
-            exactly_once.append(f"payment {row['id']}: key {key[1]} the client never sent")
+            exactly_once.append(
+                f"payment {row['id']}: key (stored as {key[1]}) the client never sent"
+            )
     f.add("accepted payment exists exactly once per key", exactly_once)
     f.add("every payment final within the drain time", final)
     f.add("outcome matches the test card (no fault-made FAILED/EXPIRED)", outcome)
