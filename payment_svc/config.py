@@ -20,7 +20,6 @@ class Settings:
     pg_pool_max: int = 20
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # How long start-up waits for PostgreSQL and Redis before giving up.
     # Public keys that verify the access tokens gateway_svc forwards: "kid=/path.pem,...".
     jwt_public_keys: str = "dev-1=.data/keys/jwt-dev-1.pub.pem"
     jwt_issuer: str = "payrail"
@@ -53,6 +52,8 @@ class Settings:
     dispatch_attempts_max: int = 3
     # Outbox rows the relay claims and publishes per cycle.
     outbox_batch_max: int = 500
+    # How long start-up waits for PostgreSQL before giving up (Redis and Kafka are not
+    # waited for: without them the service starts degraded).
     startup_timeout_s: int = 30
     # In-flight calls get this long to finish on SIGTERM.
     shutdown_grace_s: int = 10

@@ -1,4 +1,5 @@
-"""payment_svc's PaymentService and CallbackService: protobuf <-> use cases only.
+"""payment_svc's PaymentService: protobuf <-> use cases only (CallbackService and the
+internal PaymentOpsService are in api/ops.py).
 
 gateway_svc forwards the public calls here unchanged; the caller is the principal the
 authentication interceptor verified from the forwarded access token.

@@ -79,7 +79,8 @@ class JanitorPolicy:
 
     # PENDING this long (risk checks or routing never happened) -> EXPIRED.
     pending_ttl_s: int = 1800
-    # REQUIRES_VERIFICATION this long without an answer from the owner -> EXPIRED.
+    # REQUIRES_VERIFICATION this long without an answer from the owner -> DENIED
+    # (verification_expired).
     verification_ttl_s: int = 600
     # Dispatches per payment (the first and the re-dispatches) before gateway_timeout.
     dispatch_attempts_max: int = 3
