@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from typing import TypeVar
 
 import pytest
+from google.protobuf.message import Message
 
 from consumer_svc.insights.api import benefit_from_pb
 from consumer_svc.insights.domain import InvalidArgument
@@ -24,8 +26,16 @@ from payment_svc.proto_mapping import command_from_pb, list_filters_from_pb
 from payrail.insights.v1 import insights_pb2 as ipb
 from payrail.payments.v1 import payments_pb2 as pb
 
+M = TypeVar("M", bound=Message)
 TODAY = datetime.date(2031, 5, 15)
 OUT_OF_RANGE = [99, -5, 2**31 - 1, -(2**31)]
+
+
+def with_numbers(message: M, **numbers: int) -> M:
+    """The message with enum fields set to raw numbers (the stubs type them narrowly)."""
+    for name, number in numbers.items():
+        setattr(message, name, number)
+    return message
 
 
 def purchase(**changes: object) -> CreatePaymentCommand:
@@ -69,16 +79,14 @@ def test_the_status_filter_names_every_status() -> None:
 
 @pytest.mark.parametrize("number", OUT_OF_RANGE)
 def test_create_payment_mapping_marks_out_of_range_numbers(number: int) -> None:
-    request = pb.CreatePaymentRequest(
-        idempotency_key="k", kind=pb.PAYMENT_KIND_PURCHASE, funding_source=number
-    )
-    cmd = command_from_pb("user-1", request)
+    request = pb.CreatePaymentRequest(idempotency_key="k", kind=pb.PAYMENT_KIND_PURCHASE)
+    cmd = command_from_pb("user-1", with_numbers(request, funding_source=number))
     assert (cmd.kind, cmd.funding_source, cmd.unrecognized) == (
         PaymentKind.PURCHASE,
         None,
         frozenset({"funding_source"}),
     )
-    request = pb.CreatePaymentRequest(idempotency_key="k", kind=number)
+    request = with_numbers(pb.CreatePaymentRequest(idempotency_key="k"), kind=number)
     assert command_from_pb("user-1", request).unrecognized == frozenset({"kind"})
 
 
@@ -94,9 +102,9 @@ def test_create_payment_mapping_keeps_known_and_unspecified_values() -> None:
 @pytest.mark.parametrize("number", OUT_OF_RANGE)
 def test_list_filters_refuse_out_of_range_numbers_by_name(number: int) -> None:
     for request, expected in (
-        (pb.ListPaymentsRequest(status=number), {"status"}),
-        (pb.ListPaymentsRequest(kind=number), {"kind"}),
-        (pb.ListPaymentsRequest(status=number, kind=number), {"status", "kind"}),
+        (with_numbers(pb.ListPaymentsRequest(), status=number), {"status"}),
+        (with_numbers(pb.ListPaymentsRequest(), kind=number), {"kind"}),
+        (with_numbers(pb.ListPaymentsRequest(), status=number, kind=number), {"status", "kind"}),
     ):
         with pytest.raises(ValidationFailed) as info:
             list_filters_from_pb(request)
@@ -113,10 +121,17 @@ def test_list_filters_map_known_and_unspecified_values() -> None:
 
 @pytest.mark.parametrize("number", OUT_OF_RANGE)
 def test_insights_refuses_out_of_range_benefit_enums_by_name(number: int) -> None:
-    good = {"brand": pb.CARD_BRAND_VISA, "category_code": "5812", "rate_bps": 300}
+    def good() -> ipb.Benefit:
+        return ipb.Benefit(
+            brand=pb.CARD_BRAND_VISA,
+            category_code="5812",
+            reward_kind=ipb.REWARD_KIND_CASHBACK,
+            rate_bps=300,
+        )
+
     for field, message in (
-        ("brand", ipb.Benefit(**{**good, "brand": number}, reward_kind=ipb.REWARD_KIND_CASHBACK)),
-        ("reward_kind", ipb.Benefit(**good, reward_kind=number)),
+        ("brand", with_numbers(good(), brand=number)),
+        ("reward_kind", with_numbers(good(), reward_kind=number)),
     ):
         with pytest.raises(InvalidArgument) as info:
             benefit_from_pb(message)
