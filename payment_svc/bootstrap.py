@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from payment_svc.adapters.admission import UnsettledBacklogGate
 from payment_svc.adapters.change_feed import ChangeFeed
 from payment_svc.adapters.gateway_crypto import SdkGatewayCrypto
+from payment_svc.adapters.idempotency_keys import hash_clear_keys
 from payment_svc.adapters.outbox_relay import OutboxRelay
 from payment_svc.adapters.postgres import PostgresPaymentRepository
 from payment_svc.adapters.processing import PostgresProcessingRepository, PostgresSweeper
@@ -44,6 +46,9 @@ PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
 OPS = payment_ops_pb2.DESCRIPTOR.services_by_name["PaymentOpsService"]
 SERVICE_NAMES = (PAYMENTS.full_name, CALLBACKS.full_name, OPS.full_name)
+
+
+log = logging.getLogger(__name__)
 
 
 def build_vault(settings: Settings) -> CardVault:
@@ -189,6 +194,11 @@ async def build(settings: Settings) -> ServerHandle:
     except TimeoutError:
         await handle.stop(0)
         raise
+    # Keys stored in clear by an earlier version are hashed before anything serves (a
+    # no-op index probe once they are; safe in several processes at once).
+    hashed = await hash_clear_keys(pool, vault.idempotency_hasher())
+    if hashed:
+        log.info("idempotency keys hashed in place", extra={"rows": hashed})
     await relay.start()
     changes.start()
     admission.start()

@@ -25,6 +25,7 @@ from payment_svc.service.processing_ports import (
     Sweeper,
 )
 from payment_svc.vault import CardVault, SealedCvc
+from payrail_common.fields import is_storable_text
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ class Processing:
 
     async def report_result(self, gateway_id: str, payload: bytes, header: str) -> AppliedResult:
         """Verify, decode and apply one gateway callback."""
+        if not is_storable_text(gateway_id):
+            raise CallbackRejected("unknown_gateway")  # NUL and the like never reach SQL
         auth = await self._repository.gateway_callback_auth(gateway_id)
         if auth is None:
             raise CallbackRejected("unknown_gateway")

@@ -139,6 +139,7 @@ def make_stack(stack: StackEnv, jwt_keys: JwtKeys, tmp: Path) -> Stack:
         "PAYRAIL_VAULT_ACTIVE_KEY": jwt_keys.kid,
         "PAYRAIL_VAULT_FINGERPRINT_KEY": str(jwt_keys.fingerprint_key_path),
         "PAYRAIL_INTERNAL_TOKEN_FILE": str(jwt_keys.internal_token_path),
+        "PAYRAIL_EDGE_ASSERTION_KEYS": str(jwt_keys.edge_assertion_key_path),
         "PAYRAIL_SANDBOX_KEYS_DIR": str(keys),
         # No janitor: this module makes no payments, and a janitor would act on the
         # shared test database's payments of other modules.
