@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
+from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.insights.v1 import insights_pb2 as ipb
 from payrail.insights.v1 import insights_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
@@ -301,3 +302,17 @@ async def test_crafted_tips_page_token_is_invalid_argument(
         )
     )
     assert_invalid(error, "page_token")
+
+
+async def test_nul_in_a_callback_gateway_id_is_an_unknown_gateway(edge: grpc.aio.Channel) -> None:
+    """A gateway id with NUL names no gateway: refused like any unknown one, before SQL."""
+    stub = callbacks_pb2_grpc.CallbackServiceStub(edge)
+    error = await refused(
+        stub.ReportResult(
+            callbacks_pb2.ReportResultRequest(gateway_id="sandbox-json" + NUL, payload=b"{}"),
+            metadata=(("x-payrail-signature", "t=1,v1=00"),),
+        )
+    )
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+    for word in LEAKS:
+        assert word not in f"{error.details()}", error
