@@ -127,6 +127,7 @@ async def run(args: argparse.Namespace) -> int:
     report_path = args.report or data_dir / "chaos-report.json"
     timings: dict[str, float] = {}
     client: Client | None = None
+    fault_task: asyncio.Task[None] | None = None
     injector: Injector | None = None
     try:
         t = time.monotonic()
@@ -188,6 +189,9 @@ async def run(args: argparse.Namespace) -> int:
         log(f"report: {report_path}")
         return 0 if report.passed(result) else 1
     finally:
+        if fault_task is not None and not fault_task.done():
+            fault_task.cancel()  # interrupted: no fault is injected into a stack going down
+            await asyncio.gather(fault_task, return_exceptions=True)
         if client is not None:
             await client.close()
         if args.keep_stack:

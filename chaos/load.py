@@ -13,7 +13,9 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from chaos.client import Client, OpRecord
 from chaos.plan import Op
@@ -30,7 +32,6 @@ async def run_load(
     slots = asyncio.Semaphore(INFLIGHT_MAX)
     answers: Counter[str] = Counter()
     started = time.monotonic()
-    next_progress = started + PROGRESS_EVERY_S
     done = 0
     records_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -49,27 +50,51 @@ async def run_load(
             done += 1
 
         tasks: set[asyncio.Task[None]] = set()
-        for op in ops:
-            delay = started + op.index / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await slots.acquire()
-            task = asyncio.create_task(one(op))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            if time.monotonic() >= next_progress:
-                next_progress += PROGRESS_EVERY_S
-                log(
-                    f"load: {op.index + 1}/{len(ops)} sent, {done} answered,"
-                    f" {len(tasks)} in flight; answers {dict(answers)}"
-                )
-        while tasks:
-            await asyncio.sleep(0.5)
-            if time.monotonic() >= next_progress:
-                next_progress += PROGRESS_EVERY_S
-                log(f"load: all sent, {done} answered, {len(tasks)} still in flight")
+        try:
+            await _send_all(ops, rate, started, slots, one, tasks, log, answers, lambda: done)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C): stop every call in flight before the client closes
+            # its channels under them.
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
     took = time.monotonic() - started
     per_s = len(records) / took
     log(f"load: {len(records)} ops in {took:.0f}s ({per_s:.1f}/s); answers {dict(answers)}")
     sys.stderr.flush()
     return records
+
+
+async def _send_all(
+    ops: list[Op],
+    rate: float,
+    started: float,
+    slots: asyncio.Semaphore,
+    one: Callable[[Op], Coroutine[Any, Any, None]],
+    tasks: set[asyncio.Task[None]],
+    log: Log,
+    answers: Counter[str],
+    done: Callable[[], int],
+) -> None:
+    """Start op i at ``started + i / rate`` (bounded in flight), then wait for all."""
+    next_progress = started + PROGRESS_EVERY_S
+    for op in ops:
+        delay = started + op.index / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await slots.acquire()
+        task = asyncio.create_task(one(op))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if time.monotonic() >= next_progress:
+            next_progress += PROGRESS_EVERY_S
+            log(
+                f"load: {op.index + 1}/{len(ops)} sent, {done()} answered,"
+                f" {len(tasks)} in flight; answers {dict(answers)}"
+            )
+    while tasks:
+        await asyncio.sleep(0.5)
+        if time.monotonic() >= next_progress:
+            next_progress += PROGRESS_EVERY_S
+            log(f"load: all sent, {done()} answered, {len(tasks)} still in flight")

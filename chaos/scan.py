@@ -117,7 +117,9 @@ def _needles() -> list[tuple[str, re.Pattern[bytes]]]:
         hexed = number.encode().hex().encode()
         needles.append((f"PAN ({label} card, hex)", re.compile(re.escape(hexed), re.IGNORECASE)))
     cvc = re.escape(CVC.encode())
-    pattern = rb"(?i)cvc\W{0,6}" + cvc + rb"(?!\d)|[\"'>]" + cvc + rb"[\"'<]"
+    # A CVC value ends where a number ends; one followed by more hex or a dash is the
+    # start of an id (the Redis key of a sealed CVC is "cvc:<payment uuid>").
+    pattern = rb"(?i)cvc\W{0,6}" + cvc + rb"(?![0-9a-f-])|[\"'>]" + cvc + rb"[\"'<]"
     needles.append(("CVC", re.compile(pattern)))
     return needles
 
