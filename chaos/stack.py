@@ -49,6 +49,8 @@ RISK_OFF = {
     "PAYRAIL_RISK_VELOCITY_MAX_PER_USER": "100000000",
     "PAYRAIL_RISK_AMOUNT_FACTOR": "100000000",
     "PAYRAIL_RISK_MAX_SPEED_KMH": "100000000",
+    # Withdrawals go to every test card (their outcomes are the gateway's), funded or not.
+    "PAYRAIL_RISK_WITHDRAWAL_FUNDING_CARD_ONLY": "0",
 }
 
 Log = Callable[[str], None]

@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from consumer_svc.risk.rules import RiskPolicy
-from payrail_common.config import ConfigError, env_float, env_int, env_str, service_fields
+from consumer_svc.risk.rules import CARD_SCOPES, RiskPolicy
+from payrail_common.config import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    service_fields,
+)
 
 # What one consumer_svc process can run; an operator stops one by leaving it out.
 ROLES = frozenset({"processor", "janitor", "notifications"})
@@ -32,7 +39,8 @@ class Settings:
     processor_group: str = "payrail-processor"
     # The risk memory's location cache.
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Risk rules (see consumer_svc/risk/rules.py).
+    # Risk rules (see consumer_svc/risk/rules.py). The defaults are development's; in
+    # production set PAYRAIL_RISK_VELOCITY_CARD_SCOPE=all_users.
     risk: RiskPolicy = field(default_factory=RiskPolicy)
     # The development notification sink: its consumer group and the file it appends to.
     notifications_group: str = "payrail-notifications-sink"
@@ -86,6 +94,14 @@ class Settings:
                 amount_min_history=env_int(
                     "PAYRAIL_RISK_AMOUNT_MIN_HISTORY", d.risk.amount_min_history, minimum=1, env=env
                 ),
+                velocity_card_scope=_card_scope(
+                    env_str("PAYRAIL_RISK_VELOCITY_CARD_SCOPE", d.risk.velocity_card_scope, env)
+                ),
+                withdrawal_funding_card_only=env_bool(
+                    "PAYRAIL_RISK_WITHDRAWAL_FUNDING_CARD_ONLY",
+                    d.risk.withdrawal_funding_card_only,
+                    env,
+                ),
             ),
             notifications_group=env_str("PAYRAIL_NOTIFICATIONS_GROUP", d.notifications_group, env),
             notifications_sink_file=env_str(
@@ -105,6 +121,15 @@ class Settings:
                 env=env,
             ),
         )
+
+
+def _card_scope(raw: str) -> str:
+    scope = raw.strip().lower()
+    if scope not in CARD_SCOPES:
+        raise ConfigError(
+            f"PAYRAIL_RISK_VELOCITY_CARD_SCOPE must be one of {list(CARD_SCOPES)}, got {raw!r}"
+        )
+    return scope
 
 
 def _roles(raw: str) -> str:

@@ -16,14 +16,22 @@ PROCESSING at that gateway gets the same attempt back, so a re-published request
 the same request id and the gateway drops the duplicate). An event that keeps failing is
 retried a bounded number of times with backoff, then parked on ``<topic>.dlq`` with the
 error, and the consumer moves on.
+
+A deposit's final status event teaches risk whether its card funded the wallet. A
+withdrawal the rules cannot decide yet (a deposit with its card is still under way:
+DecisionDeferred) is left undecided, without an inbox row: its event is re-published
+behind the deposit's outcome for a short while, and after that the janitor's re-drive of
+stranded payments brings it back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
@@ -31,7 +39,7 @@ from aiokafka import AIOKafkaProducer
 
 from consumer_svc.consuming import PoisonMessage
 from consumer_svc.notifications import NOTIFICATIONS_TOPIC, verification_notification
-from consumer_svc.risk.rules import Assessment, Decision
+from consumer_svc.risk.rules import Assessment, Decision, DecisionDeferred
 from gateway_sdk.formats import get as get_format
 from gateway_sdk.formats.base import GatewayMerchant, GatewayRequest, MaskedCard
 from gateway_sdk.sealing import SealedCard
@@ -44,6 +52,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "payrail-processor"
 EVENTS_TOPIC = "payments.events"
+# A deferred decision: how long to wait before re-publishing the event, and for how long
+# after the payment's creation to do so (later, the janitor's re-drive takes over).
+DEFER_DELAY_S = 0.5
+DEFER_REPUBLISH_MAX_S = 30.0
 
 
 class RiskGate(Protocol):
@@ -52,6 +64,9 @@ class RiskGate(Protocol):
 
     async def verified(self, event: events_pb2.PaymentEvent) -> None:
         """Learn from a payment its owner confirmed at step-up verification."""
+
+    async def settled(self, event: events_pb2.PaymentEvent) -> str:
+        """Learn from a status change (a deposit's outcome); what happened, for metrics."""
 
 
 def _is_uuid(value: str) -> bool:
@@ -125,6 +140,8 @@ class Processor:
         except Exception as exc:
             raise PoisonMessage(f"undecodable event: {type(exc).__name__}") from None
         kind = event.WhichOneof("kind")
+        if kind == "status_changed":
+            return await self._risk.settled(event)
         if kind not in ("created", "verified"):
             return "ignored"
         if not event.event_id or not _is_uuid(event.payment_id) or not _is_uuid(event.user_id):
@@ -136,9 +153,35 @@ class Processor:
             await self._risk.verified(event)
             result = await self._dispatch(event.payment_id, event.verified.payment)
         else:
-            result = await self._decide(event)
+            try:
+                result = await self._decide(event)
+            except DecisionDeferred as exc:
+                return await self._defer(event, raw, str(exc))
         await self.remember(event.event_id)
         return result
+
+    async def _defer(self, event: events_pb2.PaymentEvent, raw: bytes, why: str) -> str:
+        """Leave the payment undecided (no inbox row) and bring its event back later."""
+        created = event.created.payment.create_time.ToDatetime(tzinfo=UTC)
+        age_s = (datetime.now(UTC) - created).total_seconds()
+        log.info(
+            "risk decision deferred",
+            extra={"payment_id": event.payment_id, "reason": why, "age_s": round(age_s, 1)},
+        )
+        if age_s > DEFER_REPUBLISH_MAX_S:
+            return "deferred"  # the janitor re-drives it while it stays PENDING
+        await asyncio.sleep(DEFER_DELAY_S)
+        await self._producer.send_and_wait(
+            EVENTS_TOPIC,
+            raw,
+            key=event.payment_id.encode(),
+            headers=[
+                ("event-type", b"payment.created"),
+                ("event-id", event.event_id.encode()),
+                ("redriven-by", b"risk-deferral"),
+            ],
+        )
+        return "deferred"
 
     async def _decide(self, event: events_pb2.PaymentEvent) -> str:
         """Risk gates dispatch: APPROVE dispatches, REVIEW asks the owner, DENY ends it."""

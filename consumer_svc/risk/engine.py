@@ -1,8 +1,11 @@
 """The risk gate of the processor: facts from the event, history from the store, the
-rules' decision recorded once per payment (a redelivered event gets the same answer)."""
+rules' decision recorded once per payment (a redelivered event gets the same answer).
+It also learns from each card deposit's final status whether the card funded the
+wallet (what the withdrawal_card rule asks)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC
 
 from consumer_svc.risk.rules import (
@@ -39,6 +42,18 @@ def card_present_location(payment: pb.Payment) -> Location | None:
     )
 
 
+# A deposit's final statuses: only COMPLETED funded the wallet.
+_DEPOSIT_FINAL = frozenset(
+    {
+        pb.PAYMENT_STATUS_COMPLETED,
+        pb.PAYMENT_STATUS_FAILED,
+        pb.PAYMENT_STATUS_DENIED,
+        pb.PAYMENT_STATUS_CANCELED,
+        pb.PAYMENT_STATUS_EXPIRED,
+    }
+)
+
+
 def facts_from_event(event: events_pb2.PaymentEvent) -> PaymentFacts:
     payment = event.created.payment
     return PaymentFacts(
@@ -49,6 +64,7 @@ def facts_from_event(event: events_pb2.PaymentEvent) -> PaymentFacts:
         currency_code=payment.amount.currency_code,
         at=payment.create_time.ToDatetime(tzinfo=UTC),
         location=card_present_location(payment),
+        kind=pb.PaymentKind.Name(payment.kind).removeprefix("PAYMENT_KIND_"),
     )
 
 
@@ -65,7 +81,29 @@ class RiskEngine:
             lambda history: assess(facts, history, self._policy),
             window_s=self._policy.velocity_window_s,
             amounts_max=self._policy.amount_history,
+            card_per_user=self._policy.velocity_card_scope == "user",
+            check_funding=self._policy.withdrawal_funding_card_only,
         )
+
+    async def settled(self, event: events_pb2.PaymentEvent) -> str:
+        """Learn a card deposit's outcome from its final status event (idempotent);
+        every other status change is "ignored"."""
+        payment = event.status_changed.payment
+        if payment.kind != pb.PAYMENT_KIND_DEPOSIT or payment.status not in _DEPOSIT_FINAL:
+            return "ignored"
+        try:
+            payment_id = str(uuid.UUID(event.payment_id or payment.payment_id))
+        except ValueError:
+            return "ignored"
+        at = (
+            payment.update_time.ToDatetime(tzinfo=UTC)
+            if payment.HasField("update_time")
+            else event.occur_time.ToDatetime(tzinfo=UTC)
+        )
+        await self._store.settle_deposit(
+            payment_id, completed=payment.status == pb.PAYMENT_STATUS_COMPLETED, at=at
+        )
+        return "deposit_settled"
 
     async def verified(self, event: events_pb2.PaymentEvent) -> None:
         """The owner confirmed a flagged payment: its place becomes the last known one."""
@@ -75,5 +113,6 @@ class RiskEngine:
             await self._remember(event.user_id, fingerprint, location)
 
     async def _remember(self, user_id: str, fingerprint: str, location: Location) -> None:
-        for subject in location_subjects(user_id, fingerprint):
+        card_per_user = self._policy.velocity_card_scope == "user"
+        for subject in location_subjects(user_id, fingerprint, card_per_user=card_per_user):
             await self._store.remember_location(subject, location)

@@ -6,6 +6,13 @@ decision that explains itself.
   ``max_speed_kmh`` -> REVIEW (the owner may really be there: ask them).
 - velocity: more than ``velocity_max_per_card`` payments with one card, or more than
   ``velocity_max_per_user`` payments of one user, within ``velocity_window_s`` -> DENY.
+  A card's payments are counted per user (``velocity_card_scope="user"``, the development
+  default: a shared sandbox test card is not one person's burst) or across all users
+  (``"all_users"``, for production: one card used from many accounts is card testing).
+- withdrawal_card: a withdrawal is paid out only to a card that funded this user's wallet
+  (one of their deposits with it COMPLETED) -> DENY otherwise, the classic stolen-card
+  cash-out. While a deposit with that card is still under way the rules cannot tell yet:
+  :class:`DecisionDeferred` (nothing is recorded; the payment is decided again later).
 - amount_outlier: an amount above ``amount_factor`` x the user's usual amount (the median
   of their recent payments in that currency, once there are ``amount_min_history``) ->
   REVIEW.
@@ -34,6 +41,21 @@ class Decision(enum.Enum):
 
 _SEVERITY = {Decision.APPROVE: 0, Decision.REVIEW: 1, Decision.DENY: 2}
 
+CARD_SCOPES = ("user", "all_users")
+
+
+class Funding(enum.Enum):
+    """What is known of a withdrawal's card as a source of its user's funds."""
+
+    NOT_CHECKED = "NOT_CHECKED"  # not looked up (not a withdrawal, or the rule is off)
+    FUNDED = "FUNDED"  # a deposit of this user with this card COMPLETED
+    IN_FLIGHT = "IN_FLIGHT"  # none completed, but one is still under way
+    NEVER = "NEVER"  # no deposit of this user with this card completed or is under way
+
+
+class DecisionDeferred(Exception):
+    """The rules cannot decide yet: a fact they need is still being settled."""
+
 
 @dataclass(frozen=True)
 class RiskPolicy:
@@ -41,6 +63,11 @@ class RiskPolicy:
     velocity_window_s: int = 600
     velocity_max_per_card: int = 5
     velocity_max_per_user: int = 10
+    # Whose payments with a card count towards velocity_max_per_card: "user" (this
+    # user's) or "all_users" (everyone's; set it in production).
+    velocity_card_scope: str = "user"
+    # Withdrawals only to a card with a COMPLETED deposit of the same user.
+    withdrawal_funding_card_only: bool = True
     amount_factor: float = 10.0
     amount_min_history: int = 3
     # How many recent payments make up "usual".
@@ -77,6 +104,8 @@ class PaymentFacts:
     at: datetime
     # Set for card-present purchases (a card purchase at a merchant with coordinates).
     location: Location | None = None
+    # DEPOSIT, WITHDRAWAL or PURCHASE ("" when unknown).
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +119,8 @@ class History:
     recent_user_payments: int = 0
     # The user's recent amounts in the payment's currency, newest first.
     recent_amounts: Sequence[int] = ()
+    # Whether the withdrawal's card funded the user's wallet.
+    funding: Funding = Funding.NOT_CHECKED
 
 
 @dataclass(frozen=True)
@@ -165,10 +196,11 @@ def velocity(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Findi
     window = _duration(policy.velocity_window_s)
     card_count = history.recent_card_payments + 1
     if facts.card_fingerprint and card_count > policy.velocity_max_per_card:
+        whose = " by this user" if policy.velocity_card_scope == "user" else ""
         return Finding(
             "velocity",
             Decision.DENY,
-            f"{card_count} payments with this card within {window}"
+            f"{card_count} payments with this card{whose} within {window}"
             f" (at most {policy.velocity_max_per_card} allowed)",
         )
     user_count = history.recent_user_payments + 1
@@ -180,6 +212,28 @@ def velocity(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Findi
             f" (at most {policy.velocity_max_per_user} allowed)",
         )
     return None
+
+
+def withdrawal_card(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Finding | None:
+    """DENY a withdrawal to a card that never funded the user's wallet; raise
+    DecisionDeferred while a deposit with it is still under way."""
+    if (
+        not policy.withdrawal_funding_card_only
+        or facts.kind != "WITHDRAWAL"
+        or not facts.card_fingerprint
+        or history.funding is Funding.FUNDED
+    ):
+        return None
+    if history.funding is Funding.IN_FLIGHT:
+        raise DecisionDeferred("a deposit of this user with this card is still under way")
+    # NOT_CHECKED with the rule on is treated as NEVER: unknown is not funded.
+    return Finding(
+        "withdrawal_card",
+        Decision.DENY,
+        "withdrawals are paid out only to a card that has funded this wallet, and no"
+        " deposit with this card has completed for this user (withdraw to a card you"
+        " deposited with)",
+    )
 
 
 def usual_amount(amounts: Sequence[int]) -> int:
@@ -203,8 +257,16 @@ def amount_outlier(facts: PaymentFacts, history: History, policy: RiskPolicy) ->
 
 
 def assess(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Assessment:
+    """The decision, or DecisionDeferred when a rule needs a fact still being settled and
+    no other rule denies the payment anyway."""
+    deferred: DecisionDeferred | None = None
+    try:
+        funding = withdrawal_card(facts, history, policy)
+    except DecisionDeferred as exc:
+        deferred, funding = exc, None
     candidates = (
         velocity(facts, history, policy),
+        funding,
         impossible_travel(facts, history.last_user_location, policy, "user"),
         impossible_travel(facts, history.last_card_location, policy, "card"),
         amount_outlier(facts, history, policy),
@@ -217,4 +279,6 @@ def assess(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Assessm
     decision = max(
         (f.decision for f in findings), key=_SEVERITY.__getitem__, default=Decision.APPROVE
     )
+    if deferred is not None and decision is not Decision.DENY:
+        raise deferred
     return Assessment(decision, tuple(findings))

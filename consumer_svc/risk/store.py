@@ -19,7 +19,15 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from consumer_svc.risk.rules import Assessment, Decision, Finding, History, Location, PaymentFacts
+from consumer_svc.risk.rules import (
+    Assessment,
+    Decision,
+    Finding,
+    Funding,
+    History,
+    Location,
+    PaymentFacts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +56,45 @@ _LOCK_SQL = (
 # The recorded decision (a redelivery) and the history, in one round trip. Each count
 # uses its own index: an OR of both lets a generic prepared plan fall back to a
 # sequential scan. "card_fingerprint <> ''" matches the card index's predicate.
-_KNOWN_SQL = (
+_KNOWN_TEMPLATE = (
     "SELECT d.decision, d.findings,"
     " (SELECT count(*) FROM consumer.risk_observations"
     "   WHERE user_id = $2 AND occur_time >= $3 AND payment_id <> $1) AS by_user,"
     " (SELECT count(*) FROM consumer.risk_observations"
     "   WHERE card_fingerprint = $4 AND card_fingerprint <> ''"
-    "   AND occur_time >= $3 AND payment_id <> $1) AS by_card,"
+    "   AND occur_time >= $3 AND payment_id <> $1{card_scope}) AS by_card,"
     " ARRAY(SELECT amount_minor FROM consumer.risk_observations"
     "   WHERE user_id = $2 AND currency_code = $5 AND payment_id <> $1"
     "   ORDER BY occur_time DESC LIMIT $6) AS amounts"
     " FROM (SELECT 1) AS one"
     " LEFT JOIN consumer.risk_decisions AS d ON d.payment_id = $1"
+)
+# A card's payments counted across all users, or only the user's own (development: a
+# shared sandbox card is not one person's burst).
+_KNOWN_ALL_USERS_SQL = _KNOWN_TEMPLATE.format(card_scope="")
+_KNOWN_PER_USER_SQL = _KNOWN_TEMPLATE.format(card_scope=" AND user_id = $2")
+# Whether a withdrawal's card funded its user's wallet. A deposit still OPEN after an
+# hour lost its outcome somewhere; it no longer holds a withdrawal back.
+_FUNDING_SQL = (
+    "SELECT coalesce(bool_or(status = 'COMPLETED'), false) AS funded,"
+    " coalesce(bool_or(status = 'OPEN' AND create_time >= $3), false) AS in_flight"
+    " FROM consumer.risk_deposits WHERE user_id = $1 AND card_fingerprint = $2"
+)
+DEPOSIT_IN_FLIGHT_MAX_S = 3600
+_DEPOSIT_SQL = (
+    "INSERT INTO consumer.risk_deposits (payment_id, user_id, card_fingerprint, create_time)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+)
+# A deposit's outcome, from its final status event; idempotent (only an OPEN row moves).
+# The card comes from the deposit's own observation, so a deposit decided before this
+# table existed is learnt as well.
+_SETTLE_SQL = (
+    "INSERT INTO consumer.risk_deposits AS d (payment_id, user_id, card_fingerprint,"
+    " status, create_time, settle_time)"
+    " SELECT payment_id, user_id, card_fingerprint, $2, occur_time, $3"
+    " FROM consumer.risk_observations WHERE payment_id = $1 AND card_fingerprint <> ''"
+    " ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status,"
+    " settle_time = EXCLUDED.settle_time WHERE d.status = 'OPEN'"
 )
 _RECORD_SQL = (
     "WITH observed AS (INSERT INTO consumer.risk_observations (payment_id, user_id,"
@@ -90,10 +125,16 @@ def _assessment(decision: str, findings: str) -> Assessment:
     )
 
 
-def location_subjects(user_id: str, card_fingerprint: str) -> tuple[str, ...]:
-    """The subjects whose last known location a card-present purchase reads and moves:
-    its user first, then its card when it has one."""
-    return (f"user:{user_id}", *((f"card:{card_fingerprint}",) if card_fingerprint else ()))
+def location_subjects(
+    user_id: str, card_fingerprint: str, *, card_per_user: bool = False
+) -> tuple[str, ...]:
+    """The subjects whose last known location a card-present purchase reads and moves
+    (and that a decision locks): its user first, then its card when it has one, unless
+    cards are judged per user (development: a shared test card's last place is someone
+    else's, and the user's own history already covers their use of it)."""
+    if card_per_user or not card_fingerprint:
+        return (f"user:{user_id}",)
+    return (f"user:{user_id}", f"card:{card_fingerprint}")
 
 
 class RiskStore:
@@ -110,6 +151,8 @@ class RiskStore:
         *,
         window_s: int,
         amounts_max: int,
+        card_per_user: bool = False,
+        check_funding: bool = False,
     ) -> Assessment:
         """Decide a payment once, atomically: under a transaction-scoped lock on its user
         and its card, read what is known before it, apply ``rules`` and record the
@@ -123,14 +166,16 @@ class RiskStore:
         the window, whenever it was created. Round trips: lock, read, write (plus the
         locations of a card-present purchase)."""
         pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
-        subjects = location_subjects(facts.user_id, facts.card_fingerprint)
+        subjects = location_subjects(
+            facts.user_id, facts.card_fingerprint, card_per_user=card_per_user
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             # One lock per subject, in one fixed order (sorted), so two deciders never
             # deadlock. The lock is its own statement: a statement that waited for it
             # inside would read with the snapshot taken before the wait.
             await conn.execute(_LOCK_SQL, sorted(f"risk:{s}" for s in subjects))
             known = await conn.fetchrow(
-                _KNOWN_SQL,
+                _KNOWN_PER_USER_SQL if card_per_user else _KNOWN_ALL_USERS_SQL,
                 pid,
                 uid,
                 facts.at - timedelta(seconds=window_s),
@@ -143,8 +188,11 @@ class RiskStore:
             last_user = last_card = None
             if facts.location is not None:  # travel is judged for card-present purchases
                 last_user = await self.last_location(conn, subjects[0])
-                if facts.card_fingerprint:
+                if len(subjects) > 1:
                     last_card = await self.last_location(conn, subjects[1])
+            funding = Funding.NOT_CHECKED
+            if check_funding and facts.kind == "WITHDRAWAL" and facts.card_fingerprint:
+                funding = await self._funding(conn, facts)
             assessment = rules(
                 History(
                     last_user_location=last_user,
@@ -152,6 +200,7 @@ class RiskStore:
                     recent_card_payments=known["by_card"],
                     recent_user_payments=known["by_user"],
                     recent_amounts=list(known["amounts"]),
+                    funding=funding,
                 )
             )
             await conn.execute(
@@ -167,6 +216,12 @@ class RiskStore:
                 assessment.explanation,
                 _findings_json(assessment),
             )
+            if (
+                facts.kind == "DEPOSIT"
+                and facts.card_fingerprint
+                and assessment.decision is not Decision.DENY
+            ):
+                await conn.execute(_DEPOSIT_SQL, pid, uid, facts.card_fingerprint, facts.at)
             stored: list[tuple[str, Location]] = []
             if assessment.decision is Decision.APPROVE and facts.location is not None:
                 for subject in subjects:
@@ -176,6 +231,24 @@ class RiskStore:
         for subject, location in stored:
             await self._cache(subject, location)
         return assessment
+
+    async def _funding(self, conn: asyncpg.Connection, facts: PaymentFacts) -> Funding:
+        row = await conn.fetchrow(
+            _FUNDING_SQL,
+            uuid.UUID(facts.user_id),
+            facts.card_fingerprint,
+            facts.at - timedelta(seconds=DEPOSIT_IN_FLIGHT_MAX_S),
+        )
+        if row["funded"]:
+            return Funding.FUNDED
+        return Funding.IN_FLIGHT if row["in_flight"] else Funding.NEVER
+
+    async def settle_deposit(self, payment_id: str, *, completed: bool, at: datetime) -> None:
+        """Learn a card deposit's outcome: COMPLETED makes its card one that funded its
+        user's wallet. Idempotent: a redelivered event changes nothing."""
+        await self._pool.execute(
+            _SETTLE_SQL, uuid.UUID(payment_id), "COMPLETED" if completed else "FAILED", at
+        )
 
     async def card_fingerprint(self, payment_id: str) -> str:
         """The card fingerprint observed with a payment ("" when unknown or walleted)."""

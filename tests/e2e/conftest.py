@@ -137,11 +137,14 @@ def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Risk limits of the e2e processes unless a module says otherwise: high enough that the
-# bursts of payments other modules make are never refused as velocity or amount outliers.
+# bursts of payments other modules make are never refused as velocity or amount outliers,
+# and withdrawals to any card (modules test gateway outcomes with never-funded test cards;
+# tests/e2e/test_risk_funding.py tests the rule).
 RELAXED_RISK = {
     "PAYRAIL_RISK_VELOCITY_MAX_PER_CARD": "1000000",
     "PAYRAIL_RISK_VELOCITY_MAX_PER_USER": "1000000",
     "PAYRAIL_RISK_AMOUNT_FACTOR": "1000000",
+    "PAYRAIL_RISK_WITHDRAWAL_FUNDING_CARD_ONLY": "0",
 }
 
 

@@ -377,7 +377,8 @@ async def test_velocity_denies_the_payment_past_the_limit_and_explains(
     denied = await wait_for(edge, user, await submit(edge, user, deposit(card)), FINAL)
     assert (denied.status, denied.failure_code) == (pb.PAYMENT_STATUS_DENIED, "velocity")
     assert denied.failure_message == (
-        f"velocity: {VELOCITY_MAX_PER_CARD + 1} payments with this card within 10 min"
+        f"velocity: {VELOCITY_MAX_PER_CARD + 1} payments with this card by this user"
+        " within 10 min"
         f" (at most {VELOCITY_MAX_PER_CARD} allowed)"
     )
     # Nothing moved for the denied one: only the completed deposits are in the wallet.
