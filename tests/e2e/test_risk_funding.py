@@ -103,3 +103,28 @@ async def test_the_readme_card_works_for_several_people_at_once(edge: grpc.aio.C
     assert [(p.status, p.failure_code) for p in finals] == [
         (pb.PAYMENT_STATUS_COMPLETED, "")
     ] * 6, finals
+
+
+async def test_a_withdrawal_waits_for_the_outcome_of_a_deposit_with_its_card(
+    edge: grpc.aio.Channel,
+) -> None:
+    """A withdrawal to a card whose deposit is still under way is neither paid out nor
+    refused until that deposit ends: here the gateway never answers the deposit, the
+    janitor fails it with gateway_timeout, and only then is the withdrawal refused."""
+    user = await register_and_login(edge)
+    funded = await wait_for(
+        edge, user, await submit(edge, user, deposit(fresh_card(), 3000)), FINAL
+    )
+    assert funded.status == pb.PAYMENT_STATUS_COMPLETED, funded
+    silent_card = "4000000000000119"
+    pending_deposit = await submit(edge, user, deposit(silent_card))
+    await wait_for(edge, user, pending_deposit, {pb.PAYMENT_STATUS_PROCESSING})
+    waiting = await submit(edge, user, withdrawal(silent_card, 1000))
+    await asyncio.sleep(2)
+    held = await wait_for(edge, user, waiting, set(), timeout_s=0)
+    assert held.status == pb.PAYMENT_STATUS_PENDING, held
+    failed = await wait_for(edge, user, pending_deposit, FINAL, timeout_s=60)
+    assert (failed.status, failed.failure_code) == (pb.PAYMENT_STATUS_FAILED, "gateway_timeout")
+    refused = await wait_for(edge, user, waiting, FINAL, timeout_s=60)
+    assert (refused.status, refused.failure_code) == (pb.PAYMENT_STATUS_DENIED, "withdrawal_card")
+    assert await balance(edge, user) == (3000, 0)
