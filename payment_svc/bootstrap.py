@@ -39,6 +39,7 @@ from payrail_common.dependencies import postgres_check, redis_check
 from payrail_common.edge_assertion import load_edge_assertions
 from payrail_common.grpcserver import ServerHandle, create_server
 from payrail_common.keys import read_secret_file
+from payrail_common.pagetokens import load_page_tokens
 from payrail_common.probes import DependencyMonitor, Probe
 from payrail_common.tokens import KeyRing, TokenPolicy, parse_key_spec
 
@@ -111,6 +112,8 @@ async def build(settings: Settings) -> ServerHandle:
         TokenPolicy(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         edge_assertions=load_edge_assertions(settings.edge_assertion_keys),
     )
+    # ListPayments' page tokens are signed with a key derived from the edge assertion key.
+    page_tokens = load_page_tokens(settings.edge_assertion_keys)
     # min_size=0: connections open on demand, so a late PostgreSQL is waited for by the
     # monitor below instead of failing pool creation.
     pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
@@ -160,7 +163,7 @@ async def build(settings: Settings) -> ServerHandle:
         port=settings.port,
         registrars=[
             lambda s: payments_pb2_grpc.add_PaymentServiceServicer_to_server(
-                PaymentServicer(payments, verifications), s
+                PaymentServicer(payments, verifications, page_tokens), s
             ),
             lambda s: callbacks_pb2_grpc.add_CallbackServiceServicer_to_server(
                 CallbackServicer(processing), s

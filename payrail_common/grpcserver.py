@@ -1,8 +1,9 @@
 """The gRPC server shell every payrail service runs in.
 
 :func:`create_server` builds a ``grpc.aio`` server with the standard health service,
-server reflection, the call guard (malformed requests are INVALID_ARGUMENT, unmapped
-exceptions INTERNAL without their text: :class:`~payrail_common.interceptors.CallGuard`)
+server reflection (v1 and v1alpha, :mod:`payrail_common.reflection`), the call guard
+(malformed requests are INVALID_ARGUMENT, unmapped exceptions INTERNAL without their
+text: :class:`~payrail_common.interceptors.CallGuard`)
 and the metrics/access-log interceptor, binds it and returns it with
 the bound port (port 0 picks a free one, which is how tests start services in-process).
 :func:`serve` runs it until SIGTERM or SIGINT and then shuts down gracefully: health
@@ -29,10 +30,10 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from payrail_common.interceptors import CallGuard, InflightLimiter, observability_interceptor
 from payrail_common.probes import DependencyMonitor
+from payrail_common.reflection import enable_reflection
 from payrail_common.supervision import supervision
 
 log = logging.getLogger(__name__)
@@ -155,13 +156,8 @@ def create_server(
         register(server)
     health = ListingHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *service_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_reflection(
+        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

@@ -7,9 +7,6 @@ only to callers whose token carries the admin role.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -39,6 +36,7 @@ from payrail.insights.v1 import insights_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail_common.authn import current_principal
 from payrail_common.fields import is_storable_text, storable_text_violation
+from payrail_common.pagetokens import NOT_ISSUED, CursorValue, PageTokenError, PageTokens
 from payrail_common.rpcerrors import abort, error_boundary
 
 log = logging.getLogger(__name__)
@@ -76,33 +74,30 @@ mapped_errors = error_boundary(
 
 
 # ---------------------------------------------------------------- page tokens
+# Signed by payrail_common.pagetokens and bound to the caller and the filter; the
+# cursor's values are still checked one by one (they were issued here, but nothing that
+# reaches a query is taken on trust).
 
-
-def encode_token(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-# Longer than any token this service issues; a longer one is refused before decoding.
-PAGE_TOKEN_MAX_CHARS = 1024
+STANDINGS_SCOPE = "payrail.insights.v1.InsightsService/ListLoyaltyStandings"
+TIPS_SCOPE = "payrail.insights.v1.InsightsService/ListBenefitTips"
 # Longest text a cursor may carry (merchant ids are at most 64 characters).
 _CURSOR_TEXT_MAX_CHARS = 256
 _BIGINT_MAX = 2**63 - 1
 
 
 def _not_issued() -> InvalidArgument:
-    return invalid("page_token", "is not a token this service issued")
+    return invalid("page_token", NOT_ISSUED)
 
 
-def decode_token(token: str) -> dict[str, Any]:
-    if len(token) > PAGE_TOKEN_MAX_CHARS:
-        raise _not_issued()
+def _open(
+    tokens: PageTokens, token: str, scope: str, filters: tuple[str, ...]
+) -> tuple[CursorValue, ...]:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, RecursionError):
-        raise _not_issued() from None
-    if not isinstance(data, dict):
-        raise _not_issued()
-    return data
+        return tokens.open(
+            token, scope=scope, user_id=current_principal().user_id, filters=filters, arity=2
+        )
+    except PageTokenError as exc:
+        raise invalid("page_token", str(exc)) from None
 
 
 def _cursor_text(value: Any) -> str:
@@ -114,29 +109,38 @@ def _cursor_text(value: Any) -> str:
     return value
 
 
-def standing_cursor(request: ipb.ListLoyaltyStandingsRequest) -> StandingCursor | None:
-    """The (visits, merchant_id) a page token continues after; every part is checked
-    here, so nothing a client crafted reaches the query."""
+def standing_cursor(
+    tokens: PageTokens, request: ipb.ListLoyaltyStandingsRequest
+) -> StandingCursor | None:
+    """The (visits, merchant_id) a page token continues after, for this caller and
+    merchant_id filter only."""
     if not request.page_token:
         return None
-    data = decode_token(request.page_token)
-    visits = data.get("v")
+    visits, merchant_id = _open(tokens, request.page_token, STANDINGS_SCOPE, (request.merchant_id,))
     # bool is an int in Python; a visit count is a non-negative bigint.
     if type(visits) is not int or not 0 <= visits <= _BIGINT_MAX:
         raise _not_issued()
-    merchant_id = _cursor_text(data.get("m"))
-    if data.get("f") != request.merchant_id:
-        raise invalid("page_token", "was issued for another merchant_id; start from the first page")
-    return visits, merchant_id
+    return visits, _cursor_text(merchant_id)
 
 
-def tip_cursor(request: ipb.ListBenefitTipsRequest) -> TipCursor | None:
+def standing_token(
+    tokens: PageTokens, request: ipb.ListLoyaltyStandingsRequest, visits: int, merchant_id: str
+) -> str:
+    return tokens.issue(
+        scope=STANDINGS_SCOPE,
+        user_id=current_principal().user_id,
+        filters=(request.merchant_id,),
+        cursor=(visits, merchant_id),
+    )
+
+
+def tip_cursor(tokens: PageTokens, request: ipb.ListBenefitTipsRequest) -> TipCursor | None:
     """The (create_time, tip_id) a page token continues after, exactly as issued: an
     aware ISO 8601 time within the calendar and a canonical UUID."""
     if not request.page_token:
         return None
-    data = decode_token(request.page_token)
-    when_text, tip_id = _cursor_text(data.get("t")), _cursor_text(data.get("id"))
+    when_value, id_value = _open(tokens, request.page_token, TIPS_SCOPE, ())
+    when_text, tip_id = _cursor_text(when_value), _cursor_text(id_value)
     try:
         when = datetime.fromisoformat(when_text)
         # In UTC, as the database compares it; the extremes of the calendar overflow.
@@ -147,6 +151,15 @@ def tip_cursor(request: ipb.ListBenefitTipsRequest) -> TipCursor | None:
     if when.tzinfo is None or when.isoformat() != when_text or canonical_id != tip_id:
         raise _not_issued()
     return when, tip_id
+
+
+def tip_token(tokens: PageTokens, create_time: datetime, tip_id: str) -> str:
+    return tokens.issue(
+        scope=TIPS_SCOPE,
+        user_id=current_principal().user_id,
+        filters=(),
+        cursor=(create_time.isoformat(), tip_id),
+    )
 
 
 def _uuid(value: Any) -> str:
@@ -219,9 +232,12 @@ def _category(code: str) -> str:
 
 
 class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
-    def __init__(self, store: InsightsStore, tiers: tuple[Tier, ...]) -> None:
+    def __init__(
+        self, store: InsightsStore, tiers: tuple[Tier, ...], page_tokens: PageTokens
+    ) -> None:
         self._store = store
         self._tiers = tiers
+        self._page_tokens = page_tokens
 
     async def ListLoyaltyStandings(
         self, request: ipb.ListLoyaltyStandingsRequest, context: Any
@@ -235,7 +251,7 @@ class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
                 current_principal().user_id,
                 merchant_id=request.merchant_id,
                 limit=limit + 1,
-                after=standing_cursor(request),
+                after=standing_cursor(self._page_tokens, request),
             )
         page = rows[:limit]
         standings = []
@@ -255,9 +271,7 @@ class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
         token = ""
         if len(rows) > limit:
             last = page[-1]
-            token = encode_token(
-                {"v": last.visits, "m": last.merchant_id, "f": request.merchant_id}
-            )
+            token = standing_token(self._page_tokens, request, last.visits, last.merchant_id)
         return ipb.ListLoyaltyStandingsResponse(standings=standings, next_page_token=token)
 
     async def ListBenefitTips(
@@ -266,7 +280,9 @@ class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
         async with mapped_errors(context):
             limit = page_size(request.page_size)
             rows = await self._store.list_tips(
-                current_principal().user_id, limit=limit + 1, after=tip_cursor(request)
+                current_principal().user_id,
+                limit=limit + 1,
+                after=tip_cursor(self._page_tokens, request),
             )
         page = rows[:limit]
         tips = [
@@ -291,7 +307,7 @@ class InsightsServicer(insights_pb2_grpc.InsightsServiceServicer):
         token = ""
         if len(rows) > limit:
             last = page[-1]
-            token = encode_token({"t": last.create_time.isoformat(), "id": last.tip_id})
+            token = tip_token(self._page_tokens, last.create_time, last.tip_id)
         return ipb.ListBenefitTipsResponse(tips=tips, next_page_token=token)
 
 

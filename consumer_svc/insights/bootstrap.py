@@ -19,6 +19,7 @@ from payrail_common.authn import Authenticator, method_paths
 from payrail_common.dependencies import KafkaCheck, postgres_check
 from payrail_common.edge_assertion import load_edge_assertions
 from payrail_common.grpcserver import ServerHandle, create_server
+from payrail_common.pagetokens import load_page_tokens
 from payrail_common.probes import DependencyMonitor, Probe
 from payrail_common.tokens import KeyRing, TokenPolicy
 
@@ -66,6 +67,8 @@ async def build(settings: Settings) -> ServerHandle:
         edge_assertions=load_edge_assertions(settings.edge_assertion_keys),
     )
     tiers = settings.tiers
+    # Page tokens are signed with a key derived from the edge assertion key.
+    page_tokens = load_page_tokens(settings.edge_assertion_keys)
     pool = await pg.create_pool(settings.pg_dsn, size_max=settings.pg_pool_max)
     store = InsightsStore(pool)
     kafka = KafkaCheck(settings.kafka_bootstrap)
@@ -74,7 +77,7 @@ async def build(settings: Settings) -> ServerHandle:
         port=settings.port,
         registrars=[
             lambda s: insights_pb2_grpc.add_InsightsServiceServicer_to_server(
-                InsightsServicer(store, tiers), s
+                InsightsServicer(store, tiers, page_tokens), s
             ),
             lambda s: insights_pb2_grpc.add_BenefitCatalogServiceServicer_to_server(
                 BenefitCatalogServicer(store), s

@@ -7,9 +7,7 @@ authentication interceptor verified from the forwarded access token.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -24,45 +22,72 @@ from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.authn import current_principal
 from payrail_common.fields import FieldViolation
+from payrail_common.pagetokens import NOT_ISSUED, PageTokenError, PageTokens
 
 # Response metadata marking a CreatePayment answered from an earlier identical request.
 REPLAY_HEADER = "x-payrail-idempotent-replay"
+
+
+# The page tokens of ListPayments (payrail_common.pagetokens): signed, for the caller and
+# the request's filters only, for an hour.
+LIST_SCOPE = "payrail.payments.v1.PaymentService/ListPayments"
 
 
 def _invalid(field: str, description: str) -> ValidationFailed:
     return ValidationFailed([FieldViolation(field, description)])
 
 
-def encode_page_token(cursor: PageCursor, request: pb.ListPaymentsRequest) -> str:
-    """Opaque to clients; bound to the filters it was issued for."""
-    data = {
-        "t": cursor.create_time.isoformat(),
-        "id": cursor.payment_id,
-        "s": request.status,
-        "k": request.kind,
-    }
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+def _filters(request: pb.ListPaymentsRequest) -> tuple[int, int]:
+    return (int(request.status), int(request.kind))
 
 
-def decode_page_token(request: pb.ListPaymentsRequest) -> PageCursor | None:
+def encode_page_token(
+    tokens: PageTokens, user_id: str, cursor: PageCursor, request: pb.ListPaymentsRequest
+) -> str:
+    """Opaque to clients; bound to the caller and the filters it was issued for."""
+    return tokens.issue(
+        scope=LIST_SCOPE,
+        user_id=user_id,
+        filters=_filters(request),
+        cursor=(cursor.create_time.isoformat(), cursor.payment_id),
+    )
+
+
+def decode_page_token(
+    tokens: PageTokens, user_id: str, request: pb.ListPaymentsRequest
+) -> PageCursor | None:
+    """The cursor of a token issued to this caller for these filters; else the request
+    is INVALID_ARGUMENT on page_token, before any query."""
     if not request.page_token:
         return None
     try:
-        padded = request.page_token + "=" * (-len(request.page_token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded))
-        cursor = PageCursor(datetime.fromisoformat(data["t"]), str(data["id"]))
-        same_filters = (data["s"], data["k"]) == (request.status, request.kind)
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise _invalid("page_token", "is not a token this service issued") from None
-    if not same_filters:
-        raise _invalid("page_token", "was issued for other filters; start from the first page")
-    return cursor
+        when, payment_id = tokens.open(
+            request.page_token,
+            scope=LIST_SCOPE,
+            user_id=user_id,
+            filters=_filters(request),
+            arity=2,
+        )
+    except PageTokenError as exc:
+        raise _invalid("page_token", str(exc)) from None
+    # Issued here, so well-formed; checked anyway before it reaches a query.
+    try:
+        create_time = datetime.fromisoformat(str(when))
+        canonical_id = str(uuid.UUID(str(payment_id)))
+    except ValueError:
+        raise _invalid("page_token", NOT_ISSUED) from None
+    if create_time.tzinfo is None or canonical_id != payment_id:
+        raise _invalid("page_token", NOT_ISSUED)
+    return PageCursor(create_time, canonical_id)
 
 
 class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, payments: Payments, verifications: Verifications) -> None:
+    def __init__(
+        self, payments: Payments, verifications: Verifications, page_tokens: PageTokens
+    ) -> None:
         self._payments = payments
         self._verifications = verifications
+        self._page_tokens = page_tokens
 
     async def CreatePayment(
         self, request: pb.CreatePaymentRequest, context: Any
@@ -89,16 +114,19 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
             if request.page_size < 0:
                 raise _invalid("page_size", "must not be negative")
             status, kind = list_filters_from_pb(request)
+            user_id = current_principal().user_id
             page, next_cursor = await self._payments.list(
-                current_principal().user_id,
+                user_id,
                 page_size=request.page_size,
-                after=decode_page_token(request),
+                after=decode_page_token(self._page_tokens, user_id, request),
                 status=status,
                 kind=kind,
             )
+        token = ""
+        if next_cursor is not None:
+            token = encode_page_token(self._page_tokens, user_id, next_cursor, request)
         return pb.ListPaymentsResponse(
-            payments=[payment_to_pb(view) for view in page],
-            next_page_token="" if next_cursor is None else encode_page_token(next_cursor, request),
+            payments=[payment_to_pb(view) for view in page], next_page_token=token
         )
 
     async def CancelPayment(
