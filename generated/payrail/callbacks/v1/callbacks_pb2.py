@@ -26,13 +26,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$payrail/callbacks/v1/callbacks.proto\x12\x14payrail.callbacks.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\rGatewayResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.payrail.callbacks.v1.Outcome\x12\x14\n\x0c\x66\x61ilure_code\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x05 \x01(\t\x12\x19\n\x11gateway_reference\x18\x06 \x01(\t\x12.\n\noccur_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13ReportResultRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"=\n\x14ReportResultResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08*N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_APPROVED\x10\x01\x12\x14\n\x10OUTCOME_DECLINED\x10\x02\x32x\n\x0f\x43\x61llbackService\x12\x65\n\x0cReportResult\x12).payrail.callbacks.v1.ReportResultRequest\x1a*.payrail.callbacks.v1.ReportResultResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$payrail/callbacks/v1/callbacks.proto\x12\x14payrail.callbacks.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\rGatewayResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.payrail.callbacks.v1.Outcome\x12\x14\n\x0c\x66\x61ilure_code\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x05 \x01(\t\x12\x19\n\x11gateway_reference\x18\x06 \x01(\t\x12.\n\noccur_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13ReportResultRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"=\n\x14ReportResultResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08*N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_APPROVED\x10\x01\x12\x14\n\x10OUTCOME_DECLINED\x10\x02\x32x\n\x0f\x43\x61llbackService\x12\x65\n\x0cReportResult\x12).payrail.callbacks.v1.ReportResultRequest\x1a*.payrail.callbacks.v1.ReportResultResponseBDZBgithub.com/payrail/payrail/gen/go/payrail/callbacks/v1;callbacksv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payrail.callbacks.v1.callbacks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/payrail/payrail/gen/go/payrail/callbacks/v1;callbacksv1'
   _globals['_OUTCOME']._serialized_start=444
   _globals['_OUTCOME']._serialized_end=522
   _globals['_GATEWAYRESULT']._serialized_start=96
