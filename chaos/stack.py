@@ -133,6 +133,9 @@ class ChaosStack:
             "PAYRAIL_DISPATCH_ATTEMPTS_MAX": str(self.settings.dispatch_attempts_max),
             "PAYRAIL_SHUTDOWN_GRACE_S": "3",
             **RISK_OFF,
+            # Every chaos user registers from 127.0.0.1 within seconds (and retries).
+            "PAYRAIL_REGISTER_MAX_PER_PEER": "100000",
+            "PAYRAIL_REGISTER_MAX_PER_EMAIL": "1000",
         }
         for name, (_, var, _) in SERVICES.items():
             env[var] = str(ports[name])

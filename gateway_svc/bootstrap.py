@@ -5,11 +5,12 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from gateway_svc.adapters.argon2_hasher import Argon2Hasher, Argon2Params
+from gateway_svc.adapters.kafka_notifier import KafkaNotifier
 from gateway_svc.adapters.postgres import PostgresAccountStore
 from gateway_svc.adapters.redis_store import RedisAttemptThrottle, RedisSessionCache
 from gateway_svc.api.auth import AUTHENTICATED_METHODS, AuthServicer
 from gateway_svc.config import Settings
-from gateway_svc.service.accounts import Accounts, LoginLimits
+from gateway_svc.service.accounts import Accounts, LoginLimits, RegisterLimits
 from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
 from payrail.callbacks.v1 import callbacks_pb2
 from payrail.insights.v1 import insights_pb2
@@ -17,7 +18,12 @@ from payrail.payments.v1 import payments_pb2
 from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
 from payrail_common.channels import internal_channel
-from payrail_common.dependencies import grpc_health_check, postgres_check, redis_check
+from payrail_common.dependencies import (
+    KafkaCheck,
+    grpc_health_check,
+    postgres_check,
+    redis_check,
+)
 from payrail_common.edge_assertion import load_edge_assertions
 from payrail_common.forwarding import Forwarder
 from payrail_common.grpcserver import ServerHandle, create_server
@@ -75,17 +81,26 @@ async def build(settings: Settings) -> ServerHandle:
         )
     )
     sessions = RedisSessionCache(redis)
+    # Notices to account owners go out through Kafka in the background: Register never
+    # waits for it, so its answer cannot depend on whether a notice was due.
+    notifier = KafkaNotifier(bootstrap_servers=settings.kafka_bootstrap)
     accounts = Accounts(
         store=PostgresAccountStore(pool),
         sessions=sessions,
         throttle=RedisAttemptThrottle(redis, window_s=settings.login_window_s),
         hasher=hasher,
+        notifier=notifier,
         ring=ring,
         policy=policy,
         session_ttl_s=settings.session_ttl_s,
         limits=LoginLimits(
             per_email=settings.login_max_failures_per_email,
             per_peer=settings.login_max_failures_per_peer,
+        ),
+        register_throttle=RedisAttemptThrottle(redis, window_s=settings.register_window_s),
+        register_limits=RegisterLimits(
+            per_email=settings.register_max_per_email,
+            per_peer=settings.register_max_per_peer,
         ),
     )
     authenticator = Authenticator(ring, policy, session_check=accounts.session_is_live)
@@ -108,6 +123,7 @@ async def build(settings: Settings) -> ServerHandle:
         unavailable_message="insights are temporarily unavailable; retry with backoff",
         edge_assertions=edge_assertions,
     )
+    kafka = KafkaCheck(settings.kafka_bootstrap)
     handle = create_server(
         host=settings.host,
         port=settings.port,
@@ -129,6 +145,8 @@ async def build(settings: Settings) -> ServerHandle:
             Probe("payment_svc", grpc_health_check(channel)),
             # Shown under its own name, never a reason to stop serving payments.
             Probe("consumer_insights", grpc_health_check(insights_channel), essential=False),
+            # Only account notices use it; they wait in memory while it is down.
+            Probe("kafka", kafka, essential=False),
         ],
     )
 
@@ -136,7 +154,10 @@ async def build(settings: Settings) -> ServerHandle:
         await channel.close()
         await insights_channel.close()
 
-    handle.on_stop.extend([pool.close, redis.aclose, close_channel, hasher.close])
+    notifier.start()
+    handle.on_stop.extend(
+        [pool.close, redis.aclose, close_channel, hasher.close, kafka.close, notifier.stop]
+    )
     try:
         await monitor.wait_ready(("postgres", "redis"), settings.startup_timeout_s)
     except TimeoutError:

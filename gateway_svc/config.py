@@ -26,6 +26,9 @@ class Settings:
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
     pg_pool_max: int = 10
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Kafka, for the notices gateway_svc sends users on the notifications topic. Nothing
+    # waits for it: notices queue in memory while it is down (health shows it, non-essential).
+    kafka_bootstrap: str = "127.0.0.1:9092"
     # JWT signing keys "kid=/path/private.pem[,kid=...]", the one that signs new tokens,
     # and extra verify-only public keys (keys being retired).
     jwt_signing_keys: str = "dev-1=.data/keys/jwt-dev-1.pem"
@@ -43,6 +46,11 @@ class Settings:
     login_window_s: int = 900
     login_max_failures_per_email: int = 5
     login_max_failures_per_peer: int = 50
+    # Register attempts (new and taken e-mails alike) per window, per e-mail and per
+    # client address; test and benchmark stacks raise the per-peer one.
+    register_window_s: int = 900
+    register_max_per_email: int = 5
+    register_max_per_peer: int = 30
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
@@ -65,6 +73,7 @@ class Settings:
                 env=env,
             ),
             redis_url=env_str("PAYRAIL_REDIS_URL", d.redis_url, env),
+            kafka_bootstrap=env_str("PAYRAIL_KAFKA_BOOTSTRAP", d.kafka_bootstrap, env),
             jwt_signing_keys=env_str("PAYRAIL_JWT_SIGNING_KEYS", d.jwt_signing_keys, env),
             jwt_active_kid=env_str("PAYRAIL_JWT_ACTIVE_KID", d.jwt_active_kid, env),
             jwt_public_keys=env_str("PAYRAIL_JWT_PUBLIC_KEYS", d.jwt_public_keys, env),
@@ -87,6 +96,15 @@ class Settings:
                 d.login_max_failures_per_peer,
                 minimum=1,
                 env=env,
+            ),
+            register_window_s=env_int(
+                "PAYRAIL_REGISTER_WINDOW_S", d.register_window_s, minimum=1, env=env
+            ),
+            register_max_per_email=env_int(
+                "PAYRAIL_REGISTER_MAX_PER_EMAIL", d.register_max_per_email, minimum=1, env=env
+            ),
+            register_max_per_peer=env_int(
+                "PAYRAIL_REGISTER_MAX_PER_PEER", d.register_max_per_peer, minimum=1, env=env
             ),
             argon2_memory_kib=env_int(
                 "PAYRAIL_ARGON2_MEMORY_KIB", d.argon2_memory_kib, minimum=19 * 1024, env=env

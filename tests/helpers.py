@@ -32,11 +32,17 @@ def unique_email(prefix: str = "user") -> str:
 async def register_and_login(channel: grpc.aio.Channel, email: str | None = None) -> User:
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     email = email or unique_email()
-    registered = await stub.Register(
+    await stub.Register(
         auth_pb2.RegisterRequest(
             email=email, password=PASSWORD, first_name="Ada", last_name="Lovelace"
         ),
         timeout=10,
     )
     tokens = await stub.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD), timeout=10)
-    return User(email, PASSWORD, registered.user_id, tokens.access_token, tokens.refresh_token)
+    # Register names no user (it answers alike for a taken e-mail): the profile does.
+    profile = await stub.GetProfile(
+        auth_pb2.GetProfileRequest(),
+        metadata=(("authorization", f"Bearer {tokens.access_token}"),),
+        timeout=10,
+    )
+    return User(email, PASSWORD, profile.user_id, tokens.access_token, tokens.refresh_token)

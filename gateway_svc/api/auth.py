@@ -35,15 +35,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
         async with mapped_errors(context):
-            user_id = await self._accounts.register(
+            await self._accounts.register(
                 Registration(
                     email=request.email,
                     password=request.password,
                     first_name=request.first_name,
                     last_name=request.last_name,
-                )
+                ),
+                peer=peer_host(context),
             )
-        return pb.RegisterResponse(user_id=user_id)
+        # The same empty answer for a new and a taken e-mail (user_id stays unset).
+        return pb.RegisterResponse()
 
     async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
         async with mapped_errors(context):

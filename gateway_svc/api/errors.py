@@ -9,7 +9,6 @@ import grpc
 
 from gateway_svc.domain.errors import (
     AuthError,
-    EmailTaken,
     InvalidCredentials,
     InvalidRegistration,
     Throttled,
@@ -30,13 +29,8 @@ async def abort_for(context: Any, error: AuthError) -> None:
             violations=error.violations,
             reason="INVALID_REGISTRATION",
         )
-    if isinstance(error, EmailTaken):
-        await abort(
-            context,
-            grpc.StatusCode.ALREADY_EXISTS,
-            "an account with this e-mail address already exists",
-            reason="EMAIL_TAKEN",
-        )
+    # EmailTaken has no status on purpose: Register answers alike for a taken e-mail, so
+    # it never reaches a client (were it to leak, INTERNAL below says nothing either).
     if isinstance(error, InvalidCredentials):
         await abort(
             context,
@@ -48,7 +42,7 @@ async def abort_for(context: Any, error: AuthError) -> None:
         await abort(
             context,
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"too many failed attempts; retry in {error.retry_after_s:.0f} s",
+            f"too many attempts; retry in {error.retry_after_s:.0f} s",
             reason="TOO_MANY_ATTEMPTS",
             retry_after_s=error.retry_after_s,
         )

@@ -20,7 +20,11 @@ class InvalidRegistration(AuthError):
 
 
 class EmailTaken(AuthError):
-    """An account with this e-mail (in any case) exists."""
+    """An account with this e-mail (in any case) exists.
+
+    Raised by the account store and handled by Register, which answers a taken e-mail
+    like a new one: it never reaches a client.
+    """
 
 
 class InvalidCredentials(AuthError):

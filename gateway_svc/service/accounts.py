@@ -1,4 +1,9 @@
-"""Account use cases: register, log in, refresh, log out, read the profile."""
+"""Account use cases: register, log in, refresh, log out, read the profile.
+
+Register tells no one whether an e-mail has an account: a taken address gets the same
+answer after the same work (one password hash), nothing is written, and the account's
+owner is notified instead. Both Register and Login are throttled per e-mail and per peer.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from gateway_svc.service.ports import (
     AccountStore,
     AttemptThrottle,
     NewAccount,
+    Notifier,
     PasswordHasher,
     Profile,
     RefreshOutcome,
@@ -29,7 +35,7 @@ from gateway_svc.service.ports import (
 from payrail_common.fields import is_storable_text
 from payrail_common.tokens import KeyRing, Principal, TokenPolicy, issue_access_token
 
-__all__ = ["Accounts", "EmailTaken", "LoginLimits", "TokenPair"]
+__all__ = ["Accounts", "EmailTaken", "LoginLimits", "RegisterLimits", "TokenPair"]
 
 
 @dataclass(frozen=True)
@@ -48,17 +54,31 @@ class LoginLimits:
     per_peer: int = 50
 
 
+@dataclass(frozen=True)
+class RegisterLimits:
+    """Register attempts allowed per window before RESOURCE_EXHAUSTED.
+
+    Every valid attempt counts, whether its e-mail was new or taken: a budget spent only
+    by taken e-mails would itself tell which ones are taken.
+    """
+
+    # Also bounds how many "someone tried to register" notices one owner can be sent.
+    per_email: int = 5
+    # Registrations are rarer than logins, even behind a shared NAT.
+    per_peer: int = 30
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _email_key(email: str) -> str:
+def _email_key(email: str, prefix: str = "login-fail") -> str:
     # Hashed so Redis never holds a list of e-mail addresses.
-    return "login-fail:email:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+    return f"{prefix}:email:" + hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
-def _peer_key(peer: str) -> str:
-    return "login-fail:peer:" + peer
+def _peer_key(peer: str, prefix: str = "login-fail") -> str:
+    return f"{prefix}:peer:" + peer
 
 
 class Accounts:
@@ -71,16 +91,22 @@ class Accounts:
         sessions: SessionCache,
         throttle: AttemptThrottle,
         hasher: PasswordHasher,
+        notifier: Notifier,
         ring: KeyRing,
         policy: TokenPolicy,
         session_ttl_s: int,
         limits: LoginLimits | None = None,
+        register_throttle: AttemptThrottle | None = None,
+        register_limits: RegisterLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._sessions = sessions
         self._throttle = throttle
         self._hasher = hasher
+        self._notifier = notifier
+        self._register_throttle = register_throttle or throttle
+        self._register_limits = register_limits or RegisterLimits()
         self._ring = ring
         self._policy = policy
         self._session_ttl_s = session_ttl_s
@@ -88,23 +114,40 @@ class Accounts:
         self._clock = clock
         self._dummy_hash: str | None = None
 
-    async def register(self, reg: Registration) -> str:
+    async def register(self, reg: Registration, *, peer: str) -> None:
+        """Create the account, or notify the owner when the e-mail is taken; the caller
+        cannot tell which happened (same result, same work)."""
+        # Validation reads only the request: its answer says nothing about stored accounts.
         violations = validate_registration(reg)
         if violations:
             raise InvalidRegistration(violations)
-        user_id = str(uuid.uuid4())
-        await self._store.create_account(
-            NewAccount(
-                user_id=user_id,
-                credential_id=str(uuid.uuid4()),
-                email=normalize_email(reg.email),
-                password_hash=await self._hasher.hash(reg.password),
-                first_name=reg.first_name.strip(),
-                last_name=reg.last_name.strip(),
-                role="customer",
-            )
+        email = normalize_email(reg.email)
+        keys = (_email_key(email, "register"), _peer_key(peer, "register"))
+        limits = self._register_limits
+        retry_after = await self._register_throttle.blocked_for(
+            ((keys[0], limits.per_email), (keys[1], limits.per_peer))
         )
-        return user_id
+        if retry_after is not None:
+            raise Throttled(retry_after)
+        await self._register_throttle.record_failure(keys)  # every attempt counts
+        # Hashed before the e-mail is looked at, so a taken one costs the same.
+        password_hash = await self._hasher.hash(reg.password)
+        try:
+            await self._store.create_account(
+                NewAccount(
+                    user_id=str(uuid.uuid4()),
+                    credential_id=str(uuid.uuid4()),
+                    email=email,
+                    password_hash=password_hash,
+                    first_name=reg.first_name.strip(),
+                    last_name=reg.last_name.strip(),
+                    role="customer",
+                )
+            )
+        except EmailTaken:
+            owner = await self._store.find_by_email(email)
+            if owner is not None:  # None: deleted since; nobody to tell
+                self._notifier.registration_attempted(owner.user_id)
 
     async def _burn_equal_time(self, password: str) -> None:
         """Verify against a throwaway hash so an unknown e-mail costs what a known one does."""

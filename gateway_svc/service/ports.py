@@ -96,6 +96,12 @@ class AttemptThrottle(Protocol):
     async def clear(self, key: str) -> None: ...
 
 
+class Notifier(Protocol):
+    def registration_attempted(self, user_id: str) -> None:
+        """Tell the user someone tried to register with their e-mail; must not block
+        (Register answers alike for taken and new e-mails, so it never waits for this)."""
+
+
 class PasswordHasher(Protocol):
     async def hash(self, password: str) -> str: ...
 

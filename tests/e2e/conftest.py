@@ -193,6 +193,8 @@ def services(  # one set of processes per test module
         # (integration tests run without one), so the admission bound would count other
         # runs' leftovers; tests/integration/test_admission.py tests it on its own terms.
         "PAYRAIL_UNSETTLED_MAX": "100000",
+        # Every test registers from 127.0.0.1, many times within one throttle window.
+        "PAYRAIL_REGISTER_MAX_PER_PEER": "100000",
         "PAYRAIL_JWT_SIGNING_KEYS": jwt_keys.signing_spec,
         "PAYRAIL_JWT_ACTIVE_KID": jwt_keys.kid,
         "PAYRAIL_JWT_PUBLIC_KEYS": jwt_keys.public_spec,

@@ -130,6 +130,8 @@ def make_stack(stack: StackEnv, jwt_keys: JwtKeys, tmp: Path) -> Stack:
         "PAYRAIL_PAYMENT_TARGET": f"127.0.0.1:{ports['payment_svc']}",
         "PAYRAIL_INSIGHTS_TARGET": f"127.0.0.1:{ports['consumer_insights']}",
         "PAYRAIL_CALLBACK_TARGET": f"127.0.0.1:{ports['gateway_svc']}",
+        # Every test registers from 127.0.0.1, many times within one throttle window.
+        "PAYRAIL_REGISTER_MAX_PER_PEER": "100000",
         # Short, so `down` (SIGKILL after grace + 5 s) stays quick even for a slow stopper.
         "PAYRAIL_SHUTDOWN_GRACE_S": "2",
         "PAYRAIL_JWT_SIGNING_KEYS": jwt_keys.signing_spec,

@@ -53,6 +53,9 @@ def gateway_settings(stack: StackEnv, keys: JwtKeys, payment_port: int) -> Gatew
         startup_timeout_s=10,
         shutdown_grace_s=1,
         upstream_deadline_ms=2000,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        # Every test registers from 127.0.0.1 (test_register_enumeration.py sets its own).
+        register_max_per_peer=100_000,
     )
 
 

@@ -104,22 +104,29 @@ async def test_login_is_case_insensitive_on_email(channel: grpc.aio.Channel) -> 
     assert tokens.access_token_expires_in_seconds == 900
 
 
-async def test_duplicate_email_in_any_case_is_already_exists(
+async def test_duplicate_email_in_any_case_writes_nothing_and_answers_ok(
     channel: grpc.aio.Channel, stack: StackEnv
 ) -> None:
     email = unique_email("dup")
     await register_and_login(channel, email)
     before = await count_credentials(stack)
+    # OK and empty, as for a new e-mail (test_register_enumeration.py compares the two).
+    reply = await auth(channel).Register(
+        apb.RegisterRequest(
+            email=email.upper(), password="another long passphrase 7", first_name="A", last_name="B"
+        ),
+        timeout=10,
+    )
+    assert reply == apb.RegisterResponse()
+    assert await count_credentials(stack) == before
+    # The owner's password is unchanged; the intruder's never logs in.
+    await auth(channel).Login(apb.LoginRequest(email=email, password=PASSWORD), timeout=10)
     error = await rpc_error(
-        auth(channel).Register(
-            apb.RegisterRequest(
-                email=email.upper(), password=PASSWORD, first_name="A", last_name="B"
-            ),
-            timeout=10,
+        auth(channel).Login(
+            apb.LoginRequest(email=email, password="another long passphrase 7"), timeout=10
         )
     )
-    assert error.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert await count_credentials(stack) == before
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from gateway_svc.domain.errors import (
     Throttled,
     Unauthenticated,
 )
-from gateway_svc.service.accounts import Accounts, LoginLimits
+from gateway_svc.service.accounts import Accounts, LoginLimits, RegisterLimits
 from gateway_svc.service.ports import (
     AccountRecord,
     NewAccount,
@@ -122,14 +122,24 @@ class FakeThrottle:
         self.failures.pop(key, None)
 
 
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.registration_attempts: list[str] = []
+
+    def registration_attempted(self, user_id: str) -> None:
+        self.registration_attempts.append(user_id)
+
+
 class FakeHasher:
     """Counts verifications so the unknown-e-mail path can be seen to do the same work."""
 
     def __init__(self, cost: int = 1) -> None:
         self.cost = cost
         self.verifications = 0
+        self.hashes = 0
 
     async def hash(self, password: str) -> str:
+        self.hashes += 1
         return f"h{self.cost}:{password}"
 
     async def verify(self, password_hash: str, password: str) -> bool:
@@ -146,17 +156,21 @@ def ring(tmp_path: Path) -> KeyRing:
     return KeyRing(verifying={}, signing={"k1": key}, active_kid="k1")
 
 
-def make(ring: KeyRing, hasher: FakeHasher | None = None) -> tuple[Accounts, FakeStore]:
+def make(
+    ring: KeyRing, hasher: FakeHasher | None = None, notifier: FakeNotifier | None = None
+) -> tuple[Accounts, FakeStore]:
     store = FakeStore()
     accounts = Accounts(
         store=store,
         sessions=FakeSessions(),
         throttle=FakeThrottle(),
         hasher=hasher or FakeHasher(),
+        notifier=notifier or FakeNotifier(),
         ring=ring,
         policy=TokenPolicy(),
         session_ttl_s=3600,
         limits=LoginLimits(per_email=3, per_peer=100),
+        register_limits=RegisterLimits(per_email=3, per_peer=4),
     )
     return accounts, store
 
@@ -169,15 +183,16 @@ def registration(email: str = "ada@example.com") -> Registration:
 async def test_register_validates_before_writing(ring: KeyRing) -> None:
     accounts, store = make(ring)
     with pytest.raises(InvalidRegistration) as info:
-        await accounts.register(Registration("bad", "short", "", ""))
+        await accounts.register(Registration("bad", "short", "", ""), peer="p")
     assert len(info.value.violations) == 4
     assert store.accounts == {}
 
 
 @pytest.mark.asyncio
 async def test_login_issues_a_verifiable_token_bound_to_a_live_session(ring: KeyRing) -> None:
-    accounts, _ = make(ring)
-    user_id = await accounts.register(registration("Ada@Example.com"))
+    accounts, store = make(ring)
+    await accounts.register(registration("Ada@Example.com"), peer="p")
+    user_id = store.accounts["ada@example.com"].user_id
     pair = await accounts.login("ADA@example.com", PASSWORD, peer="10.0.0.1")
     principal = verify_access_token(ring, TokenPolicy(), pair.access_token)
     assert principal.user_id == user_id
@@ -190,7 +205,7 @@ async def test_login_issues_a_verifiable_token_bound_to_a_live_session(ring: Key
 async def test_unknown_email_still_runs_a_hash_verification(ring: KeyRing) -> None:
     hasher = FakeHasher()
     accounts, _ = make(ring, hasher)
-    await accounts.register(registration())
+    await accounts.register(registration(), peer="p")
     for email in ("ada@example.com", "nobody@example.com"):
         before = hasher.verifications
         with pytest.raises(InvalidCredentials):
@@ -201,7 +216,7 @@ async def test_unknown_email_still_runs_a_hash_verification(ring: KeyRing) -> No
 @pytest.mark.asyncio
 async def test_throttle_blocks_after_the_limit_and_success_resets_it(ring: KeyRing) -> None:
     accounts, _ = make(ring)
-    await accounts.register(registration())
+    await accounts.register(registration(), peer="p")
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await accounts.login("ada@example.com", "wrong wrong wrong", peer="p")
@@ -216,7 +231,7 @@ async def test_throttle_blocks_after_the_limit_and_success_resets_it(ring: KeyRi
 @pytest.mark.asyncio
 async def test_rehash_on_login_when_cost_rises(ring: KeyRing) -> None:
     accounts, store = make(ring, FakeHasher(cost=1))
-    await accounts.register(registration())
+    await accounts.register(registration(), peer="p")
     stronger, _ = make(ring, FakeHasher(cost=2))
     stronger._store = store  # same database, stronger policy
     await stronger.login("ada@example.com", PASSWORD, peer="p")
@@ -226,7 +241,7 @@ async def test_rehash_on_login_when_cost_rises(ring: KeyRing) -> None:
 @pytest.mark.asyncio
 async def test_refresh_reuse_closes_the_session(ring: KeyRing) -> None:
     accounts, _ = make(ring)
-    await accounts.register(registration())
+    await accounts.register(registration(), peer="p")
     first = await accounts.login("ada@example.com", PASSWORD, peer="p")
     second = await accounts.refresh(first.refresh_token)
     principal = verify_access_token(ring, TokenPolicy(), second.access_token)
@@ -238,3 +253,34 @@ async def test_refresh_reuse_closes_the_session(ring: KeyRing) -> None:
         await accounts.refresh(second.refresh_token)
     with pytest.raises(Unauthenticated):
         await accounts.refresh("")
+
+
+@pytest.mark.asyncio
+async def test_taken_email_answers_alike_and_notifies_the_owner(ring: KeyRing) -> None:
+    hasher, notifier = FakeHasher(), FakeNotifier()
+    accounts, store = make(ring, hasher, notifier)
+    await accounts.register(registration(), peer="p")
+    owner = store.accounts["ada@example.com"]
+    assert notifier.registration_attempts == []
+    before = hasher.hashes
+    # No EmailTaken and nothing returned: the same answer after the same one hash.
+    await accounts.register(registration("ADA@example.com"), peer="q")
+    assert hasher.hashes == before + 1
+    assert notifier.registration_attempts == [owner.user_id]
+    assert store.accounts["ada@example.com"] == owner  # the owner's account is unchanged
+
+
+@pytest.mark.asyncio
+async def test_register_is_throttled_per_email_and_per_peer(ring: KeyRing) -> None:
+    accounts, store = make(ring)
+    for _ in range(3):  # new or taken, every attempt counts
+        await accounts.register(registration(), peer="p1")
+    with pytest.raises(Throttled):
+        await accounts.register(registration(), peer="p2")
+    await accounts.register(registration("bob@example.com"), peer="p1")
+    with pytest.raises(Throttled):  # the fifth attempt from p1
+        await accounts.register(registration("carol@example.com"), peer="p1")
+    assert "carol@example.com" not in store.accounts
+    # Invalid input is refused before the throttle and does not spend its budget.
+    with pytest.raises(InvalidRegistration):
+        await accounts.register(Registration("bad", "short", "", ""), peer="p3")

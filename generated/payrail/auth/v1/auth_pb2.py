@@ -26,35 +26,38 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apayrail/auth/v1/auth.proto\x12\x0fpayrail.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\"#\n\x10RegisterResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"e\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\'\n\x1f\x61\x63\x63\x65ss_token_expires_in_seconds\x18\x03 \x01(\x03\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"l\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\'\n\x1f\x61\x63\x63\x65ss_token_expires_in_seconds\x18\x03 \x01(\x03\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x13\n\x11GetProfileRequest\"\xb3\x01\n\x12GetProfileResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12#\n\x04role\x18\x05 \x01(\x0e\x32\x15.payrail.auth.v1.Role\x12\x31\n\rregister_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xa5\x03\n\x0b\x41uthService\x12O\n\x08Register\x12 .payrail.auth.v1.RegisterRequest\x1a!.payrail.auth.v1.RegisterResponse\x12\x46\n\x05Login\x12\x1d.payrail.auth.v1.LoginRequest\x1a\x1e.payrail.auth.v1.LoginResponse\x12[\n\x0cRefreshToken\x12$.payrail.auth.v1.RefreshTokenRequest\x1a%.payrail.auth.v1.RefreshTokenResponse\x12I\n\x06Logout\x12\x1e.payrail.auth.v1.LogoutRequest\x1a\x1f.payrail.auth.v1.LogoutResponse\x12U\n\nGetProfile\x12\".payrail.auth.v1.GetProfileRequest\x1a#.payrail.auth.v1.GetProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apayrail/auth/v1/auth.proto\x12\x0fpayrail.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\"\'\n\x10RegisterResponse\x12\x13\n\x07user_id\x18\x01 \x01(\tB\x02\x18\x01\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"e\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\'\n\x1f\x61\x63\x63\x65ss_token_expires_in_seconds\x18\x03 \x01(\x03\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"l\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\'\n\x1f\x61\x63\x63\x65ss_token_expires_in_seconds\x18\x03 \x01(\x03\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse\"\x13\n\x11GetProfileRequest\"\xb3\x01\n\x12GetProfileResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x12\n\nfirst_name\x18\x03 \x01(\t\x12\x11\n\tlast_name\x18\x04 \x01(\t\x12#\n\x04role\x18\x05 \x01(\x0e\x32\x15.payrail.auth.v1.Role\x12\x31\n\rregister_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xa5\x03\n\x0b\x41uthService\x12O\n\x08Register\x12 .payrail.auth.v1.RegisterRequest\x1a!.payrail.auth.v1.RegisterResponse\x12\x46\n\x05Login\x12\x1d.payrail.auth.v1.LoginRequest\x1a\x1e.payrail.auth.v1.LoginResponse\x12[\n\x0cRefreshToken\x12$.payrail.auth.v1.RefreshTokenRequest\x1a%.payrail.auth.v1.RefreshTokenResponse\x12I\n\x06Logout\x12\x1e.payrail.auth.v1.LogoutRequest\x1a\x1f.payrail.auth.v1.LogoutResponse\x12U\n\nGetProfile\x12\".payrail.auth.v1.GetProfileRequest\x1a#.payrail.auth.v1.GetProfileResponseB:Z8github.com/payrail/payrail/gen/go/payrail/auth/v1;authv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payrail.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=754
-  _globals['_ROLE']._serialized_end=817
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z8github.com/payrail/payrail/gen/go/payrail/auth/v1;authv1'
+  _globals['_REGISTERRESPONSE'].fields_by_name['user_id']._loaded_options = None
+  _globals['_REGISTERRESPONSE'].fields_by_name['user_id']._serialized_options = b'\030\001'
+  _globals['_ROLE']._serialized_start=758
+  _globals['_ROLE']._serialized_end=821
   _globals['_REGISTERREQUEST']._serialized_start=80
   _globals['_REGISTERREQUEST']._serialized_end=169
   _globals['_REGISTERRESPONSE']._serialized_start=171
-  _globals['_REGISTERRESPONSE']._serialized_end=206
-  _globals['_LOGINREQUEST']._serialized_start=208
-  _globals['_LOGINREQUEST']._serialized_end=255
-  _globals['_LOGINRESPONSE']._serialized_start=257
-  _globals['_LOGINRESPONSE']._serialized_end=358
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=360
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=404
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=406
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=514
-  _globals['_LOGOUTREQUEST']._serialized_start=516
-  _globals['_LOGOUTREQUEST']._serialized_end=531
-  _globals['_LOGOUTRESPONSE']._serialized_start=533
-  _globals['_LOGOUTRESPONSE']._serialized_end=549
-  _globals['_GETPROFILEREQUEST']._serialized_start=551
-  _globals['_GETPROFILEREQUEST']._serialized_end=570
-  _globals['_GETPROFILERESPONSE']._serialized_start=573
-  _globals['_GETPROFILERESPONSE']._serialized_end=752
-  _globals['_AUTHSERVICE']._serialized_start=820
-  _globals['_AUTHSERVICE']._serialized_end=1241
+  _globals['_REGISTERRESPONSE']._serialized_end=210
+  _globals['_LOGINREQUEST']._serialized_start=212
+  _globals['_LOGINREQUEST']._serialized_end=259
+  _globals['_LOGINRESPONSE']._serialized_start=261
+  _globals['_LOGINRESPONSE']._serialized_end=362
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=364
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=408
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=410
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=518
+  _globals['_LOGOUTREQUEST']._serialized_start=520
+  _globals['_LOGOUTREQUEST']._serialized_end=535
+  _globals['_LOGOUTRESPONSE']._serialized_start=537
+  _globals['_LOGOUTRESPONSE']._serialized_end=553
+  _globals['_GETPROFILEREQUEST']._serialized_start=555
+  _globals['_GETPROFILEREQUEST']._serialized_end=574
+  _globals['_GETPROFILERESPONSE']._serialized_start=577
+  _globals['_GETPROFILERESPONSE']._serialized_end=756
+  _globals['_AUTHSERVICE']._serialized_start=824
+  _globals['_AUTHSERVICE']._serialized_end=1245
 # @@protoc_insertion_point(module_scope)

@@ -72,7 +72,10 @@ class AuthServiceServicer:
     """
 
     def Register(self, request, context):
-        """Register creates a customer account. A duplicate e-mail answers ALREADY_EXISTS;
+        """Register creates a customer account that can log in at once. It tells no one which
+        e-mails have accounts: when the e-mail is taken it answers exactly the same, after
+        the same work, creates nothing and notifies that account's owner instead. Attempts
+        are throttled per e-mail and per client address (RESOURCE_EXHAUSTED with RetryInfo);
         invalid input answers INVALID_ARGUMENT with a BadRequest field violation per field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

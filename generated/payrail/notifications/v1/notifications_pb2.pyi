@@ -14,8 +14,10 @@ class NotificationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NOTIFICATION_KIND_UNSPECIFIED: _ClassVar[NotificationKind]
     NOTIFICATION_KIND_VERIFICATION_CODE: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_REGISTRATION_ATTEMPT: _ClassVar[NotificationKind]
 NOTIFICATION_KIND_UNSPECIFIED: NotificationKind
 NOTIFICATION_KIND_VERIFICATION_CODE: NotificationKind
+NOTIFICATION_KIND_REGISTRATION_ATTEMPT: NotificationKind
 
 class Notification(_message.Message):
     __slots__ = ("notification_id", "user_id", "kind", "payment_id", "code", "text", "create_time", "expire_time")
