@@ -43,6 +43,9 @@ REGISTRATION_ATTEMPT_TEXT = (
 )
 
 
+RETRY_BACKOFF = Backoff(base_s=0.2, max_s=10.0)
+
+
 @dataclass(frozen=True)
 class NotifierOptions:
     """Bounds of the notice queue and of each publish."""
@@ -55,6 +58,8 @@ class NotifierOptions:
     send_timeout_s: float = 15.0
     request_timeout_ms: int = 10_000
     linger_ms: int = 5
+    # Wait between attempts (capped, jittered).
+    retry_backoff: Backoff = RETRY_BACKOFF
 
 
 def registration_attempt_notice(user_id: str) -> npb.Notification:
@@ -97,7 +102,6 @@ class KafkaNotifier(BackgroundLoop):
             )
         )
         self._producer: AIOKafkaProducer | None = None
-        self._backoff = Backoff(base_s=0.2, max_s=10.0)
 
     def registration_attempted(self, user_id: str) -> None:
         """Queue the 'someone tried to register with your address' notice; never blocks."""
@@ -140,7 +144,7 @@ class KafkaNotifier(BackgroundLoop):
                     extra={"attempt": attempt, "error": type(exc).__name__},
                 )
                 await self._drop_producer()
-                await self._backoff.sleep(attempt)
+                await self._options.retry_backoff.sleep(attempt)
                 continue
             NOTICES.labels("published").inc()
             return
