@@ -60,19 +60,26 @@ _KNOWN_TEMPLATE = (
     "SELECT d.decision, d.findings,"
     " (SELECT count(*) FROM consumer.risk_observations"
     "   WHERE user_id = $2 AND occur_time >= $3 AND payment_id <> $1) AS by_user,"
-    " (SELECT count(*) FROM consumer.risk_observations"
-    "   WHERE card_fingerprint = $4 AND card_fingerprint <> ''"
-    "   AND occur_time >= $3 AND payment_id <> $1{card_scope}) AS by_card,"
+    " {by_card} AS by_card,"
     " ARRAY(SELECT amount_minor FROM consumer.risk_observations"
     "   WHERE user_id = $2 AND currency_code = $5 AND payment_id <> $1"
     "   ORDER BY occur_time DESC LIMIT $6) AS amounts"
     " FROM (SELECT 1) AS one"
     " LEFT JOIN consumer.risk_decisions AS d ON d.payment_id = $1"
 )
-# A card's payments counted across all users, or only the user's own (development: a
-# shared sandbox card is not one person's burst).
-_KNOWN_ALL_USERS_SQL = _KNOWN_TEMPLATE.format(card_scope="")
-_KNOWN_PER_USER_SQL = _KNOWN_TEMPLATE.format(card_scope=" AND user_id = $2")
+# A card's payments across all users (through the card index), or only the user's own
+# (development: a shared sandbox card is not one person's burst), counted among the
+# user's window through the user index (a shared card's index range can be long).
+_KNOWN_ALL_USERS_SQL = _KNOWN_TEMPLATE.format(
+    by_card="(SELECT count(*) FROM consumer.risk_observations"
+    "   WHERE card_fingerprint = $4 AND card_fingerprint <> ''"
+    "   AND occur_time >= $3 AND payment_id <> $1)"
+)
+_KNOWN_PER_USER_SQL = _KNOWN_TEMPLATE.format(
+    by_card="(SELECT count(*) FILTER (WHERE card_fingerprint = $4 AND $4 <> '')"
+    "   FROM consumer.risk_observations"
+    "   WHERE user_id = $2 AND occur_time >= $3 AND payment_id <> $1)"
+)
 # Whether a withdrawal's card funded its user's wallet. A deposit still OPEN after an
 # hour lost its outcome somewhere; it no longer holds a withdrawal back.
 _FUNDING_SQL = (
