@@ -12,7 +12,10 @@ GRPCURL   := $(TOOLS)/bin/grpcurl
 PYTHON_SYS ?= python3
 
 # The development stack (`make up`): default ports, data under .data/.
-DEV_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data PAYRAIL_TOOLS_DIR=$(TOOLS)
+# A sandbox test card is shared by everyone who follows the README: velocity counts a
+# card per user here (production keeps the default, all users).
+DEV_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data PAYRAIL_TOOLS_DIR=$(TOOLS) \
+	PAYRAIL_RISK_VELOCITY_CARD_SCOPE=user
 
 # The test stack (`make test`): its own ports and data dir, so it never collides with `make up`.
 TEST_PG_PORT    ?= 15432

@@ -39,8 +39,8 @@ class Settings:
     processor_group: str = "payrail-processor"
     # The risk memory's location cache.
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Risk rules (see consumer_svc/risk/rules.py). The defaults are development's; in
-    # production set PAYRAIL_RISK_VELOCITY_CARD_SCOPE=all_users.
+    # Risk rules (see consumer_svc/risk/rules.py). The defaults are production's; `make up`
+    # sets PAYRAIL_RISK_VELOCITY_CARD_SCOPE=user so a shared sandbox test card works.
     risk: RiskPolicy = field(default_factory=RiskPolicy)
     # The development notification sink: its consumer group and the file it appends to.
     notifications_group: str = "payrail-notifications-sink"

@@ -6,9 +6,10 @@ decision that explains itself.
   ``max_speed_kmh`` -> REVIEW (the owner may really be there: ask them).
 - velocity: more than ``velocity_max_per_card`` payments with one card, or more than
   ``velocity_max_per_user`` payments of one user, within ``velocity_window_s`` -> DENY.
-  A card's payments are counted per user (``velocity_card_scope="user"``, the development
-  default: a shared sandbox test card is not one person's burst) or across all users
-  (``"all_users"``, for production: one card used from many accounts is card testing).
+  A card's payments are counted across all users (``velocity_card_scope="all_users"``,
+  the default: one card used from many accounts is card testing) or per user
+  (``"user"``, which ``make up`` sets for development: a shared sandbox test card is not
+  one person's burst).
 - withdrawal_card: a withdrawal is paid out only to a card that funded this user's wallet
   (one of their deposits with it COMPLETED) -> DENY otherwise, the classic stolen-card
   cash-out. While a deposit with that card is still under way the rules cannot tell yet:
@@ -63,9 +64,9 @@ class RiskPolicy:
     velocity_window_s: int = 600
     velocity_max_per_card: int = 5
     velocity_max_per_user: int = 10
-    # Whose payments with a card count towards velocity_max_per_card: "user" (this
-    # user's) or "all_users" (everyone's; set it in production).
-    velocity_card_scope: str = "user"
+    # Whose payments with a card count towards velocity_max_per_card: "all_users"
+    # (everyone's, the safe default) or "user" (this user's; development sets it).
+    velocity_card_scope: str = "all_users"
     # Withdrawals only to a card with a COMPLETED deposit of the same user.
     withdrawal_funding_card_only: bool = True
     amount_factor: float = 10.0

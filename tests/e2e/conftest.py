@@ -215,6 +215,9 @@ def services(  # one set of processes per test module
         "PAYRAIL_DISPATCH_ATTEMPTS_MAX": str(DISPATCH_ATTEMPTS_MAX),
         "PAYRAIL_NOTIFICATIONS_SINK_FILE": str(logs / "notifications.jsonl"),
         "PAYRAIL_NOTIFICATIONS_GROUP": f"payrail-notifications-{uuid.uuid4().hex[:8]}",
+        # As `make up` runs them: a shared test card counts per user (not production's
+        # default, all users); a module's service_env may say otherwise.
+        "PAYRAIL_RISK_VELOCITY_CARD_SCOPE": "user",
         **service_env,
     }
     register_sandbox_gateways(env, gateway_keys)

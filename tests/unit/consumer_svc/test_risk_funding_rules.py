@@ -85,28 +85,28 @@ def test_the_rule_can_be_turned_off() -> None:
 
 def test_velocity_says_whose_payments_with_the_card_it_counted() -> None:
     over = History(recent_card_payments=POLICY.velocity_max_per_card)
-    per_user = assess(payment("DEPOSIT"), over, POLICY)
+    per_user = assess(payment("DEPOSIT"), over, replace(POLICY, velocity_card_scope="user"))
     assert per_user.explanation == (
         "velocity: 6 payments with this card by this user within 10 min (at most 5 allowed)"
     )
-    everyone = assess(payment("DEPOSIT"), over, replace(POLICY, velocity_card_scope="all_users"))
+    everyone = assess(payment("DEPOSIT"), over, POLICY)  # the default: all users
     assert everyone.explanation == (
         "velocity: 6 payments with this card within 10 min (at most 5 allowed)"
     )
 
 
-def test_settings_default_to_development_and_take_the_production_scope() -> None:
+def test_settings_default_to_production_and_take_the_development_scope() -> None:
     defaults = Settings.from_env({})
-    assert defaults.risk.velocity_card_scope == "user"
+    assert defaults.risk.velocity_card_scope == "all_users"
     assert defaults.risk.withdrawal_funding_card_only is True
-    production = Settings.from_env(
+    development = Settings.from_env(
         {
-            "PAYRAIL_RISK_VELOCITY_CARD_SCOPE": "all_users",
+            "PAYRAIL_RISK_VELOCITY_CARD_SCOPE": "user",
             "PAYRAIL_RISK_WITHDRAWAL_FUNDING_CARD_ONLY": "0",
         }
     )
-    assert production.risk.velocity_card_scope == "all_users"
-    assert production.risk.withdrawal_funding_card_only is False
+    assert development.risk.velocity_card_scope == "user"
+    assert development.risk.withdrawal_funding_card_only is False
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def test_velocity_per_card_denies_above_the_limit() -> None:
     assert assessment.decision is Decision.DENY
     assert assessment.rule == "velocity"
     assert assessment.explanation == (
-        "velocity: 6 payments with this card by this user within 10 min (at most 5 allowed)"
+        "velocity: 6 payments with this card within 10 min (at most 5 allowed)"
     )
 
 
