@@ -28,8 +28,8 @@ from tests.conftest import StackEnv
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
-DEVELOPMENT = RiskPolicy()
-PRODUCTION = replace(DEVELOPMENT, velocity_card_scope="all_users")
+PRODUCTION = RiskPolicy()  # the defaults
+DEVELOPMENT = replace(PRODUCTION, velocity_card_scope="user")  # what `make up` sets
 
 
 @pytest_asyncio.fixture(loop_scope="session")
