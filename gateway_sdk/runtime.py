@@ -52,6 +52,12 @@ _RETRYABLE = frozenset(
 _UNEXPLAINED = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 
 
+async def _sleep_backoff(attempt: int, max_s: float, *, base_s: float = 0.2) -> None:
+    """Capped exponential backoff with full jitter before try ``attempt + 1``."""
+    ceiling = min(max_s, base_s * 2 ** min(attempt - 1, 20))
+    await asyncio.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not security
+
+
 def _transient(error: BaseException) -> bool:
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in _RETRYABLE or error.code() in _UNEXPLAINED
@@ -135,8 +141,7 @@ class CallbackClient:
             except grpc.aio.AioRpcError as error:
                 if error.code() not in _RETRYABLE or attempt == self._attempts_max:
                     raise
-                delay = min(self._backoff_max_s, 0.2 * 2 ** (attempt - 1))
-                await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter
+                await _sleep_backoff(attempt, self._backoff_max_s)
         raise AssertionError("unreachable")
 
 
@@ -221,8 +226,7 @@ class GatewayWorker:
                 exc_info=error if level == logging.ERROR else None,
                 extra={"error": _describe(error), "failures": self._failures},
             )
-        ceiling = min(self._backoff_max_s, 0.2 * 2 ** min(self._failures - 1, 20))
-        await asyncio.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter
+        await _sleep_backoff(self._failures, self._backoff_max_s)
 
     async def handle(self, raw: bytes) -> None:
         try:

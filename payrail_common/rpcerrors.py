@@ -92,22 +92,19 @@ def error_boundary(
     domain_error: type[Exception], abort_for: ErrorMapper, *, unavailable_message: str
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     """A servicer-body context manager for one service: its domain errors become the
-    statuses ``abort_for`` chooses, dependency outages UNAVAILABLE (retry with backoff),
-    anything else INTERNAL with a fixed message (the exception, with its traceback, is
-    logged here and never shown: its text may be a database's or a library's)."""
+    statuses ``abort_for`` chooses, dependency outages UNAVAILABLE (retry with backoff);
+    anything else propagates to the server's CallGuard (every server has one), which logs
+    it with its traceback and answers INTERNAL with a fixed message, never its text."""
 
     @asynccontextmanager
     async def boundary(context: Any) -> AsyncIterator[None]:
         try:
             yield
-        except grpc.aio.AbortError:
-            raise  # the call already has its status
         except domain_error as error:
             await abort_for(context, error)
         except Exception as exc:
             if not is_transient(exc):
-                log.exception("unexpected error")
-                await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+                raise
             log.warning("dependency unavailable", exc_info=True)
             await abort(context, grpc.StatusCode.UNAVAILABLE, unavailable_message)
 
