@@ -95,12 +95,13 @@ def _create_payment_values(payload_bytes: int) -> dict[int, str]:
         24: "decode(md5(random()::text) || md5(random()::text), 'hex')",
         25: "NULL::bigint",  # no hold for a deposit: no wallet account
         26: "0::bigint",
-        # The outbox row, as the five column arrays of _outbox_insert.
+        # The outbox row, as the six column arrays of _outbox_insert.
         27: "ARRAY[gen_random_uuid()]",
         28: "ARRAY['payments.events']",
         29: "ARRAY[(:pid)::text]",
         30: "ARRAY['payment.created']",
         31: f"ARRAY[decode(repeat('ab', {hex_pairs}), 'hex')]",
+        32: "ARRAY[md5(random()::text)]",  # the request id
     }
 
 

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter, Gauge
 
+from payrail_common import tracing
 from payrail_common.background import BackgroundLoop
 from payrail_common.faults import Backoff, Fault, classify, dependency_of, describe
 from payrail_common.supervision import Supervision, supervision
@@ -223,8 +224,12 @@ class ConsumerLoop(BackgroundLoop):
         LAG.labels(self._group).set(behind)
 
     async def _process(self, record: Any) -> None:
+        # Each record runs in a task of its own (gather): the request id it carries is
+        # bound for everything it causes here, and nowhere else.
         async with self._slots:
-            await self._process_one(record)
+            headers = getattr(record, "headers", None)
+            with tracing.bind_from_headers(headers, prefix=f"{self._group}-"):
+                await self._process_one(record)
 
     async def _process_one(self, record: Any) -> None:
         tries = unknown_tries = 0

@@ -34,6 +34,7 @@ from prometheus_client import Counter
 from consumer_svc.processor import EVENTS_TOPIC, Processor
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common import tracing
 from payrail_common.background import BackgroundLoop
 from payrail_common.faults import describe, full_jitter_backoff_s, is_transient
 
@@ -131,6 +132,7 @@ class StrandedRedriver:
                     ("event-type", b"payment.created"),
                     ("event-id", p.event_id.encode()),
                     ("redriven-by", b"janitor"),
+                    *tracing.kafka_headers(),
                 ],
             )
             for p in chosen
@@ -192,7 +194,12 @@ class Janitor(BackgroundLoop):
             SWEPT.labels(action)  # every series exported from the start, at 0
 
     async def sweep_once(self) -> int:
-        """One pass; returns how many payments it acted on."""
+        """One pass; returns how many payments it acted on. The pass has a request id of
+        its own (``janitor-...``): its RPCs, records and log lines carry it."""
+        with tracing.bind(tracing.new_request_id("janitor-")):
+            return await self._sweep_once()
+
+    async def _sweep_once(self) -> int:
         reply = await self._ops.Sweep(
             ops.SweepRequest(limit=self._batch_max), timeout=self._rpc_timeout_s
         )

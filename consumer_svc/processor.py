@@ -47,6 +47,7 @@ from payrail.events.v1 import events_pb2
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
+from payrail_common import tracing
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ class Processor:
                 ("event-type", b"payment.created"),
                 ("event-id", event.event_id.encode()),
                 ("redriven-by", b"risk-deferral"),
+                *tracing.kafka_headers(),
             ],
         )
         return "deferred"
@@ -186,17 +188,19 @@ class Processor:
     async def _decide(self, event: events_pb2.PaymentEvent) -> str:
         """Risk gates dispatch: APPROVE dispatches, REVIEW asks the owner, DENY ends it."""
         assessment = await self._risk.assess(event)
-        if assessment.decision is Decision.APPROVE:
-            return await self._dispatch(event.payment_id, event.created.payment)
+        # A lifecycle step: one line per payment, whatever the decision.
         log.info(
-            "risk decision",
+            "payment risk decided",
             extra={
                 "payment_id": event.payment_id,
+                "user_id": event.user_id,
                 "decision": assessment.decision.value,
                 "rule": assessment.rule,
                 "explanation": assessment.explanation,
             },
         )
+        if assessment.decision is Decision.APPROVE:
+            return await self._dispatch(event.payment_id, event.created.payment)
         if assessment.decision is Decision.DENY:
             await self._ops.DenyPayment(
                 ops.DenyPaymentRequest(
@@ -222,7 +226,10 @@ class Processor:
             NOTIFICATIONS_TOPIC,
             notification.SerializeToString(),
             key=notification.user_id.encode(),
-            headers=[("notification-id", notification.notification_id.encode())],
+            headers=[
+                ("notification-id", notification.notification_id.encode()),
+                *tracing.kafka_headers(),
+            ],
         )
         return "verification"
 
@@ -290,5 +297,6 @@ class Processor:
             headers=[
                 ("request-id", request.request_id.encode()),
                 ("wire-format", reply.gateway.wire_format.encode()),
+                *tracing.kafka_headers(),
             ],
         )

@@ -10,6 +10,12 @@ payrail applies a re-delivered result once. Nothing but cancellation ends the wo
 while payrail or Kafka is unreachable it waits and retries with capped, jittered backoff
 for as long as it takes (``waiting`` is True meanwhile), re-reading the batch without
 charging any payment twice; a result payrail refuses as final is logged and dropped.
+
+Tracing: a request carries payrail's request id in its ``x-request-id`` Kafka header. The
+worker binds it while it handles the request (:func:`current_request_id`; add
+:class:`RequestIdLogFilter` to your log handler to see it on your own log lines) and
+sends it with the result as ``x-request-id`` gRPC metadata, so the payment's lines in
+payrail's logs and in yours share one id.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
 
 import grpc
 from aiokafka import AIOKafkaConsumer
@@ -32,6 +40,38 @@ from gateway_sdk.signing import CallbackSecret, signature_metadata
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+# payrail's request id: the Kafka header and the gRPC metadata key.
+REQUEST_ID_KEY = "x-request-id"
+_REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_REQUEST_ID: ContextVar[str | None] = ContextVar("gateway_sdk_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """payrail's request id for the request being handled, if it sent one."""
+    return _REQUEST_ID.get()
+
+
+def _request_id_from(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    for key, value in headers or ():
+        if key == REQUEST_ID_KEY:
+            try:
+                text = bytes(value).decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            return text if _REQUEST_ID_SHAPE.fullmatch(text) else None
+    return None
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds ``request_id`` to records logged while the worker handles a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = _REQUEST_ID.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
+
 
 # What a gateway implements: decide on one request. None means "never answer" (the
 # payment then times out at payrail and is re-dispatched or failed by its janitor).
@@ -133,6 +173,9 @@ class CallbackClient:
         for attempt in range(1, self._attempts_max + 1):
             # A fresh timestamp per try: a retry after a pause must not arrive stale.
             metadata = signature_metadata(payload, self._secrets, timestamp=int(time.time()))
+            request_id = _REQUEST_ID.get()
+            if request_id is not None:
+                metadata = (*metadata, (REQUEST_ID_KEY, request_id))
             try:
                 reply: callbacks_pb2.ReportResultResponse = await self._stub.ReportResult(
                     request, metadata=metadata, timeout=self._timeout_s
@@ -195,7 +238,7 @@ class GatewayWorker:
                 continue
             for tp, records in batches.items():
                 outcomes = await asyncio.gather(
-                    *(self.handle(r.value) for r in records), return_exceptions=True
+                    *(self.handle(r.value, r.headers) for r in records), return_exceptions=True
                 )
                 failed = [o for o in outcomes if isinstance(o, BaseException)]
                 if failed:
@@ -228,7 +271,15 @@ class GatewayWorker:
             )
         await _sleep_backoff(self._failures, self._backoff_max_s)
 
-    async def handle(self, raw: bytes) -> None:
+    async def handle(self, raw: bytes, headers: Iterable[tuple[str, bytes]] | None = None) -> None:
+        """Handle one request (``headers``: the Kafka record's, for payrail's request id)."""
+        token = _REQUEST_ID.set(_request_id_from(headers))
+        try:
+            await self._handle(raw)
+        finally:
+            _REQUEST_ID.reset(token)
+
+    async def _handle(self, raw: bytes) -> None:
         try:
             request = self._format.decode_request(raw)
         except FormatError as exc:
@@ -261,8 +312,18 @@ class GatewayWorker:
 
     async def _report(self, request: GatewayRequest, result: GatewayResult) -> None:
         try:
-            await self._callbacks.report(result)
+            reply = await self._callbacks.report(result)
             self._unknown_tries.pop(request.request_id, None)
+            log.info(
+                "result reported",
+                extra={
+                    "payment_id": request.payment_id,
+                    "attempt": request.attempt,
+                    "outcome": result.outcome,
+                    "failure_code": result.failure_code,
+                    "duplicate": reply.duplicate,
+                },
+            )
         except grpc.aio.AioRpcError as error:
             if error.code() in _RETRYABLE:
                 raise  # the batch is read again later
@@ -284,4 +345,13 @@ class GatewayWorker:
             self._answered.popitem(last=False)
 
 
-__all__ = ["CallbackClient", "Charge", "GatewayWorker", "connect", "result_for"]
+__all__ = [
+    "REQUEST_ID_KEY",
+    "CallbackClient",
+    "Charge",
+    "GatewayWorker",
+    "RequestIdLogFilter",
+    "connect",
+    "current_request_id",
+    "result_for",
+]

@@ -134,6 +134,9 @@ def payment_to_pb(view: PaymentView) -> pb.Payment:
         description=view.description,
         verification_reason=view.verification_reason,
         verified=view.verified,
+        gateway_id=view.gateway_id,
+        gateway_reference=view.gateway_reference,
+        attempt=view.attempt,
         funding_source=_enum_to_pb(
             "FUNDING_SOURCE_",
             None if view.funding_source is None else view.funding_source.value,

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import grpc
 
+from payrail_common.tracing import RequestIdClientInterceptor
+
 __all__ = ["RECONNECT_BACKOFF_MAX_MS", "internal_channel"]
 
 RECONNECT_BACKOFF_MIN_MS = 200
@@ -30,5 +32,6 @@ def internal_channel(
             ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MIN_MS),
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
         ],
-        interceptors=list(interceptors) or None,
+        # Every call carries the request id it is made on behalf of (tracing).
+        interceptors=[RequestIdClientInterceptor(), *interceptors],
     )

@@ -26,11 +26,14 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from payrail_common.authn import PRINCIPAL, bearer_token
 from payrail_common.edge_assertion import EDGE_ASSERTION_KEY, EdgeAssertions
+from payrail_common.tracing import send_response_headers, send_response_headers_quietly
 
 log = logging.getLogger(__name__)
 
 # Request metadata keys passed through to the upstream; everything else stays at the edge.
-FORWARDED_KEYS = frozenset({"authorization", "x-request-id", "x-payrail-signature"})
+# (The request id is not among them: the edge's channel sends the one it bound for this
+# call, the client's own when well-formed — see payrail_common.tracing.)
+FORWARDED_KEYS = frozenset({"authorization", "x-payrail-signature"})
 
 
 def _outgoing_metadata(
@@ -62,6 +65,7 @@ async def _relay_error(
         # The upstream's own transport text says nothing useful to a client.
         log.warning("upstream unavailable", extra={"error": details})
         details = unavailable_message
+    await send_response_headers_quietly(context)
     await context.abort(code, details, trailing_metadata=tuple(error.trailing_metadata() or ()))
 
 
@@ -121,8 +125,8 @@ class Forwarder:
             except grpc.aio.AioRpcError as error:
                 await _relay_error(context, error, self._unavailable_message)
                 raise  # abort() raises; this line is never reached
-            if initial:
-                await context.send_initial_metadata(tuple(initial))
+            # The upstream's headers (with the same request id) and the edge's, once.
+            await send_response_headers(context, tuple(initial or ()))
             if trailing:
                 context.set_trailing_metadata(tuple(trailing))
             return response

@@ -35,6 +35,7 @@ from payrail_common.interceptors import CallGuard, InflightLimiter, observabilit
 from payrail_common.probes import DependencyMonitor
 from payrail_common.reflection import enable_reflection
 from payrail_common.supervision import supervision
+from payrail_common.tracing import request_id_interceptor
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,18 @@ def create_server(
     tuning = _tuning
     # The guard is outermost, so nothing reaches a client past it: a malformed request is
     # refused before any other work, and an exception escaping the interceptors below it
-    # (authentication...) is INTERNAL too. Then the limiter: a shed call costs no
-    # authentication and no access log.
+    # (authentication...) is INTERNAL too. Then the request id, bound for every log line
+    # the call causes (the guard's too) and sent back as a header. Then the limiter: a
+    # shed call costs no authentication and no access log.
     limiter = [InflightLimiter(tuning.inflight_max)] if tuning.inflight_max > 0 else []
     server = grpc.aio.server(
-        interceptors=[CallGuard(), *limiter, observability_interceptor(), *interceptors],
+        interceptors=[
+            CallGuard(),
+            request_id_interceptor(),
+            *limiter,
+            observability_interceptor(),
+            *interceptors,
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             # Off unless this service runs several worker processes: then a second,

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, ClassVar, TextIO
 
+from payrail_common.tracing import RequestIdFilter
+
 # 12 to 19 digits, optionally grouped by single spaces or dashes: the shapes a PAN takes.
 # UUIDs (payment ids...) are matched first and left alone: their digit groups joined by
 # dashes would otherwise look like a grouped card number.
@@ -67,6 +69,8 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
     """Send every log record to stream (stderr by default) as redacted JSON lines."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    # Every line logged on behalf of a request carries its id (payrail_common.tracing).
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 
 from payrail_common.faults import is_transient
 from payrail_common.fields import FieldViolation
+from payrail_common.tracing import send_response_headers_quietly
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ async def abort(
     retry_after_s: float | None = None,
 ) -> NoReturn:
     """End the call with code and message plus BadRequest/ErrorInfo/RetryInfo details."""
+    # The request id goes out as a header with the error too: a client can quote it.
+    await send_response_headers_quietly(context)
     await context.abort_with_status(
         _status(
             code,

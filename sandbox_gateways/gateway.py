@@ -16,7 +16,13 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from gateway_sdk import CallbackSecret, CardData, GatewayRequest, GatewayResult, get_format
-from gateway_sdk.runtime import CallbackClient, GatewayWorker, connect, result_for
+from gateway_sdk.runtime import (
+    CallbackClient,
+    GatewayWorker,
+    RequestIdLogFilter,
+    connect,
+    result_for,
+)
 from gateway_sdk.sealing import load_private_key
 from payrail_common.grpcserver import create_server
 from payrail_common.logs import configure_logging
@@ -140,6 +146,9 @@ def configure_logs(gateway_id: str, stream: TextIO | None = None) -> None:
     """payrail's JSON log lines with card-number redaction: a sandbox opens sealed card
     data, so a PAN in a message or a traceback must never reach its log."""
     configure_logging(gateway_id, os.environ.get("PAYRAIL_LOG_LEVEL", "INFO"), stream)
+    # The request id payrail sent with the request being handled, on every line.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdLogFilter())
 
 
 def main(gateway_id: str, wire_format: str, port_var: str, port: int) -> int:

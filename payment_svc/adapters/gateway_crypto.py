@@ -21,6 +21,7 @@ class SdkGatewayCrypto:
             approved=result.outcome == "APPROVED",
             failure_code=result.failure_code,
             failure_message=result.failure_message,
+            gateway_reference=result.gateway_reference,
         )
 
     def seal_card(self, public_key: bytes, card: CardPlaintext, payment_id: str) -> bytes:

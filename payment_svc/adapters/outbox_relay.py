@@ -10,7 +10,8 @@ How a cycle works:
    several relays (one per payment_svc process) each take disjoint rows, and a relay that
    dies mid-batch releases its rows by rolling back.
 2. Send every claimed row (key = ``message_key``, value = ``payload``, headers
-   ``event-type`` and ``event-id``), then wait for the acknowledgments, bounded by
+   ``event-type``, ``event-id`` and, when the row has one, ``x-request-id``), then wait
+   for the acknowledgments, bounded by
    ``ack_timeout_s``.
 3. In the same transaction, mark the acknowledged rows sent and record ``attempts`` and a
    short ``last_error`` on the others, then commit. A crash between the acknowledgment
@@ -54,6 +55,7 @@ from payment_svc.adapters.circuit_breaker import (
 from payrail_common import pg
 from payrail_common.faults import dependency_of, is_transient
 from payrail_common.supervision import supervised, supervision
+from payrail_common.tracing import REQUEST_ID_KEY
 
 __all__ = ["NOTIFY_CHANNEL", "KafkaProducer", "OutboxRelay", "ProducerFactory"]
 
@@ -123,14 +125,14 @@ _BACKLOG_EXACT_SQL: Final = "SELECT count(*) FROM payments.outbox WHERE sent_tim
 # which a row another relay is about to mark sent is still unsent: that only delays.
 _CLAIM_SQL: Final = """
 WITH claimed AS MATERIALIZED (
-    SELECT id, event_id, topic, message_key, event_type, payload
+    SELECT id, event_id, topic, message_key, event_type, payload, request_id
     FROM payments.outbox
     WHERE sent_time IS NULL
     ORDER BY id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
-SELECT c.id, c.event_id, c.topic, c.message_key, c.event_type, c.payload,
+SELECT c.id, c.event_id, c.topic, c.message_key, c.event_type, c.payload, c.request_id,
        EXISTS (
            SELECT 1 FROM payments.outbox AS earlier
            WHERE earlier.sent_time IS NULL
@@ -192,6 +194,18 @@ class _Outcome:
     failed: dict[int, str] = field(default_factory=dict)
     # An enqueued row was not acknowledged: the producer's idempotence state is suspect.
     delivery_failed: bool = False
+
+
+def _headers(row: Any) -> list[tuple[str, bytes]]:
+    """A record's headers: what it is, and the request it was written for (tracing)."""
+    headers = [
+        ("event-type", row["event_type"].encode()),
+        ("event-id", str(row["event_id"]).encode()),
+    ]
+    request_id = row["request_id"]
+    if request_id:
+        headers.append((REQUEST_ID_KEY, request_id.encode()))
+    return headers
 
 
 def _describe(exc: BaseException) -> str:
@@ -700,10 +714,7 @@ class OutboxRelay:
                     topic,
                     value=row["payload"],
                     key=key.encode(),
-                    headers=[
-                        ("event-type", row["event_type"].encode()),
-                        ("event-id", str(row["event_id"]).encode()),
-                    ],
+                    headers=_headers(row),
                 )
             except Exception as exc:  # e.g. a message too large: this row only
                 outcome.failed[row["id"]] = _describe(exc)

@@ -35,15 +35,19 @@ from payment_svc.service.ports import (
     PageCursor,
     PaymentView,
 )
+from payrail_common import tracing
 
 EVENTS_TOPIC = "payments.events"
 STATUS_TOPIC = "payments.status"
 
-PAYMENT_COLUMNS = (
+# What CreatePayment writes (the dispatch columns start at their defaults).
+_CREATED_COLUMNS = (
     "id, user_id, kind, status, funding_source, currency_code, amount_minor, description,"
     " card_brand, card_masked, card_exp_month, card_exp_year, merchant, failure_code,"
     " failure_message, version, create_time, update_time, verification_reason, verified"
 )
+# What a PaymentView is read from.
+PAYMENT_COLUMNS = _CREATED_COLUMNS + ", gateway_id, gateway_reference, dispatch_attempt"
 
 
 def payment_columns(alias: str) -> str:
@@ -89,17 +93,20 @@ def view_from_row(row: asyncpg.Record) -> PaymentView:
         update_time=row["update_time"],
         verification_reason=row["verification_reason"],
         verified=row["verified"],
+        gateway_id=row["gateway_id"] or "",
+        gateway_reference=row["gateway_reference"],
+        attempt=row["dispatch_attempt"],
     )
 
 
 def _outbox_insert(first: int) -> str:
-    """INSERT of outbox rows given as the five column arrays of :func:`outbox_arrays`, in
-    parameters $first .. $first+4 (one statement text, prepared once, whatever the count)."""
+    """INSERT of outbox rows given as the six column arrays of :func:`outbox_arrays`, in
+    parameters $first .. $first+5 (one statement text, prepared once, whatever the count)."""
     arrays = ", ".join(
         f"${first + i}::{kind}[]"
-        for i, kind in enumerate(("uuid", "text", "text", "text", "bytea"))
+        for i, kind in enumerate(("uuid", "text", "text", "text", "bytea", "text"))
     )
-    columns = "event_id, topic, message_key, event_type, payload"
+    columns = "event_id, topic, message_key, event_type, payload, request_id"
     return f"INSERT INTO payments.outbox ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608
 
 
@@ -115,13 +122,16 @@ class OutboxRow:
 
 
 def outbox_arrays(rows: Sequence[OutboxRow]) -> list[list[Any]]:
-    """The five column arrays of ``_OUTBOX_INSERT`` for ``rows``."""
+    """The six column arrays of ``_OUTBOX_INSERT`` for ``rows``; each row keeps the id of
+    the request bound while it is written (the relay publishes it as a header)."""
+    request_id = tracing.current()
     return [
         [uuid.UUID(row.event[0]) for row in rows],
         [row.topic for row in rows],
         [row.key for row in rows],
         [row.event_type for row in rows],
         [row.event[1] for row in rows],
+        [request_id for _ in rows],
     ]
 
 
@@ -144,8 +154,9 @@ def status_change_rows(view: PaymentView, previous: PaymentStatus) -> list[Outbo
 
 # A status change and its announcement in one round trip.
 _STATUS_UPDATE = (
-    "WITH changed AS (UPDATE payments.payments SET status = $6, version = $7,"
-    " failure_code = $8, failure_message = $9, update_time = $10 WHERE id = $11) "
+    "WITH changed AS (UPDATE payments.payments SET status = $7, version = $8,"
+    " failure_code = $9, failure_message = $10, update_time = $11, gateway_id = $13,"
+    " gateway_reference = $14, dispatch_attempt = $15 WHERE id = $12) "
 )
 _STATUS_UPDATE_AND_ANNOUNCE = _STATUS_UPDATE + _OUTBOX_INSERT
 
@@ -153,7 +164,8 @@ _STATUS_UPDATE_AND_ANNOUNCE = _STATUS_UPDATE + _OUTBOX_INSERT
 async def save_status_change(
     conn: asyncpg.Connection, updated: PaymentView, previous: PaymentStatus
 ) -> None:
-    """Write ``updated``'s status, version, failure and update time, and announce it."""
+    """Write ``updated``'s status, version, failure, update time and dispatch (gateway,
+    its reference, attempt), and announce it."""
     await conn.execute(
         _STATUS_UPDATE_AND_ANNOUNCE,
         *outbox_arrays(status_change_rows(updated, previous)),
@@ -163,6 +175,9 @@ async def save_status_change(
         updated.failure_message,
         updated.update_time,
         uuid.UUID(updated.payment_id),
+        updated.gateway_id or None,
+        updated.gateway_reference,
+        updated.attempt,
     )
 
 
@@ -204,7 +219,7 @@ async def release_hold(conn: asyncpg.Connection, payment_id: uuid.UUID) -> None:
 # trip: the payment, its vaulted card ($22 not null), its hold and the wallet's held
 # funds ($26 > 0), and its outbox row. Foreign keys are checked at the statement's end,
 # when the payment row exists.
-_NEW_PAYMENT_COLUMNS = f"{PAYMENT_COLUMNS}, card_fingerprint"
+_NEW_PAYMENT_COLUMNS = f"{_CREATED_COLUMNS}, card_fingerprint"
 _CREATE_PAYMENT_REST = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
     " $18, $19, $20, $21)),"

@@ -128,8 +128,11 @@ async def transition(
     *,
     failure_code: str = "",
     failure_message: str = "",
+    dispatched_to: tuple[str, int] | None = None,
+    gateway_reference: str | None = None,
 ) -> PaymentView:
-    """Change status (version + 1), settle or release funds, announce it; one transaction."""
+    """Change status (version + 1), settle or release funds, announce it; one transaction.
+    ``dispatched_to`` (gateway, attempt) and ``gateway_reference`` record where it went."""
     updated = replace(
         current,
         status=target,
@@ -138,6 +141,10 @@ async def transition(
         failure_message=failure_message,
         update_time=now,
     )
+    if dispatched_to is not None:
+        updated = replace(updated, gateway_id=dispatched_to[0], attempt=dispatched_to[1])
+    if gateway_reference is not None:
+        updated = replace(updated, gateway_reference=gateway_reference)
     if target in TERMINAL:
         await settle(conn, updated)
     await save_status_change(conn, updated, current.status)
@@ -195,7 +202,9 @@ class PostgresProcessingRepository:
                     gateway_id,
                     deadline,
                 )
-                updated = await transition(conn, current, PaymentStatus.PROCESSING, now)
+                updated = await transition(
+                    conn, current, PaymentStatus.PROCESSING, now, dispatched_to=(gateway_id, 1)
+                )
                 attempt = 1
             elif (
                 current.status is PaymentStatus.PROCESSING
@@ -239,6 +248,7 @@ class PostgresProcessingRepository:
         failure_code: str,
         failure_message: str,
         now: datetime,
+        gateway_reference: str = "",
     ) -> AppliedResult:
         pid = payment_uuid(payment_id)
         outcome = "APPROVED" if approved else "DECLINED"
@@ -273,6 +283,7 @@ class PostgresProcessingRepository:
                 now,
                 failure_code="" if approved else (failure_code or "declined"),
                 failure_message="" if approved else failure_message,
+                gateway_reference=gateway_reference,
             )
             return AppliedResult(updated, duplicate=False)
 
@@ -358,14 +369,17 @@ class PostgresSweeper:
                 gateway = _gateway(gateway_row)
                 deadline = now + timedelta(seconds=gateway.callback_timeout_s)
                 attempt = row["attempt"] + 1
+                # The attempt shows on the payment too; its status and version stay.
                 await conn.execute(
-                    "UPDATE payments.dispatches SET attempt = $2, callback_deadline = $3,"
-                    " update_time = $4 WHERE payment_id = $1",
+                    "WITH d AS (UPDATE payments.dispatches SET attempt = $2,"
+                    " callback_deadline = $3, update_time = $4 WHERE payment_id = $1)"
+                    " UPDATE payments.payments SET dispatch_attempt = $2 WHERE id = $1",
                     uuid.UUID(current.payment_id),
                     attempt,
                     deadline,
                     now,
                 )
+                current = replace(current, attempt=attempt)
                 sealed = await vaulted_card(conn, uuid.UUID(current.payment_id))
                 redispatch.append(
                     DispatchRecord(current, gateway, attempt, deadline, sealed, dispatch=True)

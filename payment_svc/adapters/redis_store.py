@@ -29,7 +29,7 @@ CACHE_RESULTS = Counter(
     "payrail_payment_cache_total", "GetPayment cache look-ups by result.", ["result"]
 )
 # Bumped when the cached shape changes, so old entries are simply missed.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def _payment_key(payment_id: str) -> str:
@@ -73,6 +73,9 @@ def _decode(raw: bytes | str) -> PaymentView:
         update_time=datetime.fromisoformat(data["update_time"]),
         verification_reason=data["verification_reason"],
         verified=data["verified"],
+        gateway_id=data["gateway_id"],
+        gateway_reference=data["gateway_reference"],
+        attempt=data["attempt"],
     )
 
 
@@ -120,6 +123,12 @@ class RedisPaymentCache:
                 keys=[_payment_key(view.payment_id)],
                 args=[_encode(view), view.version, self._ttl_s],
             )
+        except RedisError as exc:
+            log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
+
+    async def forget(self, payment_id: str) -> None:
+        try:
+            await self._client.delete(_payment_key(payment_id))
         except RedisError as exc:
             log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
 

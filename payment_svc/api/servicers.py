@@ -23,6 +23,7 @@ from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.authn import current_principal
 from payrail_common.fields import FieldViolation
 from payrail_common.pagetokens import NOT_ISSUED, PageTokenError, PageTokens
+from payrail_common.tracing import send_response_headers
 
 # Response metadata marking a CreatePayment answered from an earlier identical request.
 REPLAY_HEADER = "x-payrail-idempotent-replay"
@@ -97,7 +98,7 @@ class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
                 command_from_pb(current_principal().user_id, request)
             )
         if created.replayed:
-            await context.send_initial_metadata(((REPLAY_HEADER, "true"),))
+            await send_response_headers(context, ((REPLAY_HEADER, "true"),))
         return pb.CreatePaymentResponse(payment=payment_to_pb(created.payment))
 
     async def GetPayment(

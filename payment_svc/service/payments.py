@@ -31,6 +31,7 @@ from payment_svc.domain.validation import (
     request_fingerprint,
     validate_create_payment,
 )
+from payment_svc.service import lifecycle
 from payment_svc.service.ports import (
     Admission,
     BalanceView,
@@ -166,6 +167,12 @@ class Payments:
                 log.warning(
                     "cvc not cached", extra={"payment_id": payment_id, "error": type(exc).__name__}
                 )
+        lifecycle.step(
+            "created",
+            result,
+            amount_minor=result.amount.amount_minor,
+            currency_code=result.amount.currency_code,
+        )
         return Created(result, replayed=False)
 
     async def get(self, user_id: str, payment_id: str) -> PaymentView:
@@ -226,6 +233,7 @@ class Payments:
     async def cancel(self, user_id: str, payment_id: str) -> PaymentView:
         view = await self._repository.cancel(user_id, payment_id, self._clock())
         await self._cache.put(view)  # write-through: the newer version replaces the old
+        lifecycle.step("canceled", view)
         return view
 
     async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]:

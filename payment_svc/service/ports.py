@@ -48,6 +48,12 @@ class PaymentView:
     # owner passed it.
     verification_reason: str = ""
     verified: bool = False
+    # The gateway it was dispatched to ("" before dispatch), the gateway's own reference
+    # for the charge ("" until the gateway reported), and the dispatch attempt (0 before
+    # dispatch; re-dispatches after a callback timeout count up).
+    gateway_id: str = ""
+    gateway_reference: str = ""
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,9 @@ class PaymentCache(Protocol):
 
     async def put(self, view: PaymentView) -> None:
         """Store unless a copy of the same or a newer version is cached."""
+
+    async def forget(self, payment_id: str) -> None:
+        """Drop the cached copy (a change that kept the version, e.g. a re-dispatch)."""
 
 
 class CvcStore(Protocol):

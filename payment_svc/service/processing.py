@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from payment_svc.domain.errors import CallbackRejected, DecryptionFailed, ResultConflict
+from payment_svc.service import lifecycle
 from payment_svc.service.ports import PaymentCache, PaymentView
 from payment_svc.service.processing_ports import (
     AppliedResult,
@@ -37,6 +38,8 @@ class DecodedResult:
     approved: bool
     failure_code: str
     failure_message: str
+    # The gateway's own reference for the charge ("" when it sent none).
+    gateway_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,10 @@ class Processing:
     async def begin_dispatch(self, payment_id: str, gateway_id: str) -> Dispatch:
         record = await self._repository.begin_dispatch(payment_id, gateway_id, self._clock())
         await self._cache.put(record.payment)
-        return await self._sealed(record)
+        dispatch = await self._sealed(record)
+        if dispatch.record.dispatch:
+            lifecycle.step("dispatched", dispatch.record.payment)
+        return dispatch
 
     async def sweep(self, limit: int) -> SweepResult:
         """One janitor pass: expire, time out, and claim re-dispatches."""
@@ -149,7 +155,14 @@ class Processing:
         )
         for view in (*expired, *timed_out):
             await self._cache.put(view)
+            lifecycle.step(view.status.value.lower().replace("_", " "), view, by="janitor")
         redispatches = [await self._sealed(record) for record in claimed]
+        for redispatch in redispatches:
+            if redispatch.record.dispatch:
+                # Status and version are unchanged: the cached copy would keep the old
+                # attempt, so it is dropped (the next read refills it).
+                await self._cache.forget(redispatch.record.payment.payment_id)
+                lifecycle.step("re-dispatched", redispatch.record.payment, by="janitor")
         return SweepResult(redispatches, expired, timed_out)
 
     async def stale_pending(
@@ -179,6 +192,7 @@ class Processing:
                 pid, "card_unavailable", "the stored card could not be read", self._clock()
             )
             await self._cache.put(failed)
+            lifecycle.step("failed", failed)
             return Dispatch(replace(record, payment=failed, dispatch=False), b"")
         sealed_cvc = await self._cvcs.take(pid)
         cvc = "" if sealed_cvc is None else self._vault.open_cvc(sealed_cvc, pid).reveal()
@@ -193,7 +207,10 @@ class Processing:
         return Dispatch(record, self._crypto.seal_card(record.gateway.public_key, plaintext, pid))
 
     async def fail(self, payment_id: str, failure_code: str, failure_message: str) -> PaymentView:
-        return await self._repository.fail(payment_id, failure_code, failure_message, self._clock())
+        view = await self._repository.fail(payment_id, failure_code, failure_message, self._clock())
+        if view.failure_code == failure_code:
+            lifecycle.step("failed", view)
+        return view
 
     async def report_result(self, gateway_id: str, payload: bytes, header: str) -> AppliedResult:
         """Verify, decode and apply one gateway callback."""
@@ -222,6 +239,7 @@ class Processing:
                 failure_code=result.failure_code,
                 failure_message=result.failure_message,
                 now=now,
+                gateway_reference=result.gateway_reference,
             )
         except ResultConflict as conflict:
             # A gateway contradicting a final state is an operational alert, not noise.
@@ -236,4 +254,10 @@ class Processing:
             )
             raise
         await self._cache.put(applied.payment)
+        if not applied.duplicate:
+            lifecycle.step(
+                applied.payment.status.value.lower(),
+                applied.payment,
+                gateway_outcome="APPROVED" if result.approved else "DECLINED",
+            )
         return applied

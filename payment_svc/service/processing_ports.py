@@ -86,6 +86,7 @@ class ProcessingRepository(Protocol):
         failure_code: str,
         failure_message: str,
         now: datetime,
+        gateway_reference: str = "",
     ) -> AppliedResult: ...
 
 

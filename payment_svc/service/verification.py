@@ -24,6 +24,7 @@ from payment_svc.domain.verification import (
     is_well_formed,
     new_code,
 )
+from payment_svc.service import lifecycle
 from payment_svc.service.ports import PaymentCache, PaymentView
 from payment_svc.service.verification_ports import VerificationRepository
 from payrail_common.fields import FieldViolation
@@ -75,6 +76,7 @@ class Verifications:
         await self._cache.put(issued.payment)
         if issued.expire_time is None:
             return Challenge(issued.payment, "", None)
+        lifecycle.step("requires verification", issued.payment, reason=reason[:REASON_MAX])
         return Challenge(issued.payment, code, issued.expire_time)
 
     async def deny(self, payment_id: str, failure_code: str, failure_message: str) -> PaymentView:
@@ -86,6 +88,7 @@ class Verifications:
             payment_id, failure_code, failure_message[:REASON_MAX], self._clock()
         )
         await self._cache.put(view)
+        lifecycle.step("denied", view)
         return view
 
     async def answer(self, user_id: str, payment_id: str, code: str, decline: bool) -> PaymentView:
@@ -105,6 +108,7 @@ class Verifications:
         )
         await self._cache.put(result.payment)
         if result.declined:
+            lifecycle.step("declined by its owner", result.payment)
             return result.payment
         if result.answer is Answer.WRONG:
             raise VerificationCodeInvalid(result.attempts_remaining)
@@ -112,4 +116,5 @@ class Verifications:
             raise VerificationClosed("attempts_exhausted", result.payment.status.value)
         if result.answer is Answer.EXPIRED:
             raise VerificationClosed("expired", result.payment.status.value)
+        lifecycle.step("verified", result.payment)
         return result.payment

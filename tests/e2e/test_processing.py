@@ -278,6 +278,10 @@ async def test_a_silent_gateway_ends_in_gateway_timeout_with_the_hold_released(
     payment = await settle(edge, user, payment_id, timeout_s=60)
     assert payment.status == pb.PAYMENT_STATUS_FAILED
     assert payment.failure_code == "gateway_timeout"
+    # Where it went and how often: the payment says so itself.
+    assert payment.gateway_id == "sandbox-json"
+    assert payment.attempt == DISPATCH_ATTEMPTS_MAX
+    assert payment.gateway_reference == ""  # the gateway never reported
     assert await balance(edge, user) == (5000, 0)
     conn = await asyncpg.connect(stack.pg_dsn)
     try:

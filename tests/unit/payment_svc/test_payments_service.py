@@ -108,6 +108,9 @@ class FakeCache:
         if current is None or current.version < view.version:
             self.entries[view.payment_id] = view
 
+    async def forget(self, payment_id: str) -> None:
+        self.entries.pop(payment_id, None)
+
 
 class FakeCvcs:
     def __init__(self) -> None:

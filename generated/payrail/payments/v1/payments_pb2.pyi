@@ -118,7 +118,7 @@ class Merchant(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., name: _Optional[str] = ..., category_code: _Optional[str] = ..., country_code: _Optional[str] = ..., city: _Optional[str] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ...) -> None: ...
 
 class Payment(_message.Message):
-    __slots__ = ("payment_id", "kind", "status", "amount", "card", "merchant", "failure_code", "failure_message", "version", "create_time", "update_time", "description", "funding_source", "verification_reason", "verified")
+    __slots__ = ("payment_id", "kind", "status", "amount", "card", "merchant", "failure_code", "failure_message", "version", "create_time", "update_time", "description", "funding_source", "verification_reason", "verified", "gateway_id", "gateway_reference", "attempt")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,9 @@ class Payment(_message.Message):
     FUNDING_SOURCE_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_REASON_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     kind: PaymentKind
     status: PaymentStatus
@@ -149,7 +152,10 @@ class Payment(_message.Message):
     funding_source: FundingSource
     verification_reason: str
     verified: bool
-    def __init__(self, payment_id: _Optional[str] = ..., kind: _Optional[_Union[PaymentKind, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., amount: _Optional[_Union[Money, _Mapping]] = ..., card: _Optional[_Union[CardSummary, _Mapping]] = ..., merchant: _Optional[_Union[Merchant, _Mapping]] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., funding_source: _Optional[_Union[FundingSource, str]] = ..., verification_reason: _Optional[str] = ..., verified: _Optional[bool] = ...) -> None: ...
+    gateway_id: str
+    gateway_reference: str
+    attempt: int
+    def __init__(self, payment_id: _Optional[str] = ..., kind: _Optional[_Union[PaymentKind, str]] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., amount: _Optional[_Union[Money, _Mapping]] = ..., card: _Optional[_Union[CardSummary, _Mapping]] = ..., merchant: _Optional[_Union[Merchant, _Mapping]] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., funding_source: _Optional[_Union[FundingSource, str]] = ..., verification_reason: _Optional[str] = ..., verified: _Optional[bool] = ..., gateway_id: _Optional[str] = ..., gateway_reference: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class CreatePaymentRequest(_message.Message):
     __slots__ = ("idempotency_key", "kind", "amount", "card", "merchant", "description", "funding_source")
