@@ -14,8 +14,9 @@ PYTHON_SYS ?= python3
 # The development stack (`make up`): default ports, data under .data/.
 # A sandbox test card is shared by everyone who follows the README: velocity counts a
 # card per user here (production keeps the default, all users).
+# PAYRAIL_LOCAL_CONSOLE=1: services.sh runs the web console too (http://127.0.0.1:50080/).
 DEV_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data PAYRAIL_TOOLS_DIR=$(TOOLS) \
-	PAYRAIL_RISK_VELOCITY_CARD_SCOPE=user
+	PAYRAIL_RISK_VELOCITY_CARD_SCOPE=user PAYRAIL_LOCAL_CONSOLE=1
 
 # The test stack (`make test`): its own ports and data dir, so it never collides with `make up`.
 TEST_PG_PORT    ?= 15432
@@ -34,7 +35,7 @@ TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(T
 
 PYTEST_ARGS ?=
 
-.PHONY: help up down status test gen lint tools venv logs clean bench dlq chaos
+.PHONY: help up down status test gen lint tools venv logs clean bench dlq chaos browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -64,6 +65,14 @@ $(GRPCURL):
 
 tools: venv $(BUF) $(GRPCURL) ## install buf and grpcurl into .tools
 
+# The console's browser tests drive Debian's Chromium (playwright, a dev dependency, uses
+# it through its executable path and downloads no browser of its own).
+browser: ## install Chromium (Debian packages chromium, chromium-driver) when missing
+	@if ! command -v chromium >/dev/null; then \
+	  echo "[make] installing Chromium (apt: chromium chromium-driver) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 # ---------------------------------------------------------------- contracts
 gen: venv $(BUF) ## lint the protos and regenerate generated/
 	@$(BUF) format -w
@@ -81,7 +90,7 @@ up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
 	@$(DEV_ENV) $(PY) -m consumer_svc.insights.catalog seed
 	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint \
-	    --secret internal-token --secret edge-assertion
+	    --secret internal-token --secret edge-assertion --secret console-cookie
 	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap
 	@# EUR and GBP route to the SOAP sandbox (higher priority, narrower), the rest to JSON.
 	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-json --format json --priority 10 \
@@ -91,7 +100,8 @@ up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
 	    --public-key-file .data/keys/sandbox-soap.x25519.pub --secret-file .data/keys/sandbox-soap.secret
 	@$(DEV_ENV) deploy/local/services.sh up
 	@echo
-	@echo "payrail is up. Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053, insights :50054)"
+	@echo "payrail is up. Web console: http://127.0.0.1:50080/"
+	@echo "Public gRPC endpoint: 127.0.0.1:50051 (internal: payment_svc :50052, consumer_svc :50053, insights :50054)"
 	@echo "  $(GRPCURL) -plaintext localhost:50051 list"
 	@echo "  $(GRPCURL) -plaintext localhost:50051 grpc.health.v1.Health/Check"
 	@echo "Logs: .data/logs/   Status: make status   Stop: make down"
@@ -115,7 +125,7 @@ dlq: venv ## list or re-drive the dead letters of `make up` (ARGS="list" by defa
 # ---------------------------------------------------------------- tests
 # Starts its own stack (ports 15432/16379/19092, data in .data-test), runs every test,
 # then stops that stack again (KEEP_STACK=1 leaves it running for faster re-runs).
-test: tools ## run every test against a private stack (never the one from make up)
+test: tools browser ## run every test against a private stack (never the one from make up)
 	@$(TEST_ENV) deploy/local/stack.sh up
 	@$(TEST_ENV) $(PY) -m payrail_common.migrate
 	@status=0; $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \

@@ -49,6 +49,13 @@ SERVICES=(
 	"sandbox_json:sandbox_gateways.json_gateway:PAYRAIL_SANDBOX_JSON_PORT:50061"
 	"sandbox_soap:sandbox_gateways.soap_gateway:PAYRAIL_SANDBOX_SOAP_PORT:50062"
 )
+# The web console, with PAYRAIL_LOCAL_CONSOLE=1 (what `make up` sets; stacks of test
+# harnesses that start only the platform leave it out). Browsers use its HTTP port
+# (PAYRAIL_CONSOLE_HTTP_PORT, 50080); the port here serves only the gRPC health
+# protocol, like consumer_svc's. It needs its cookie key (.data/keys/console-cookie.key).
+if [[ ${PAYRAIL_LOCAL_CONSOLE:-0} == 1 ]]; then
+	SERVICES+=("console_svc:console_svc:PAYRAIL_CONSOLE_PORT:50055")
+fi
 
 DATA=$(abs_path "${PAYRAIL_DATA_DIR:-$ROOT/.data}")
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
