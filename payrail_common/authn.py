@@ -7,8 +7,9 @@ revokes at once), optionally requires the edge's assertion for this call and tok
 (payment_svc, insights: see :mod:`payrail_common.edge_assertion`, so a revoked or stolen
 token sent straight to an internal port is refused too), and binds the
 :class:`Principal` to :data:`PRINCIPAL` for the servicer. Every refusal is
-UNAUTHENTICATED with one generic message; the precise reason goes only to the log and
-the metrics.
+UNAUTHENTICATED with one generic message and one of three ErrorInfo reasons
+(:func:`refusal_reason`): no token, a genuine token past its lifetime, or anything else;
+the precise reason goes only to the log and the metrics.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from prometheus_client import Counter
 
 from payrail_common.edge_assertion import EDGE_ASSERTION_KEY, EdgeAssertions
 from payrail_common.interceptors import AroundInterceptor
-from payrail_common.rpcerrors import abort
+from payrail_common.reasons import Reason
+from payrail_common.rpcerrors import UNAVAILABLE_RETRY_S, abort
 from payrail_common.tokens import KeyRing, Principal, TokenError, TokenPolicy, VerifiedTokens
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,18 @@ def bearer_token(context: Any) -> str:
         if scheme.lower() == "bearer":
             return token.strip()
     return ""
+
+
+def refusal_reason(token_error: TokenError) -> Reason:
+    """What a client hears of a refused token. Only the absence of a token and a genuine
+    token past its ``exp`` (which anyone holding it can read) are told apart; a forged,
+    malformed, revoked or unasserted token is one reason, so a caller learns nothing
+    about a token it could not read itself."""
+    if token_error.reason == "missing":
+        return Reason.ACCESS_TOKEN_MISSING
+    if token_error.reason == "expired":
+        return Reason.ACCESS_TOKEN_EXPIRED
+    return Reason.ACCESS_TOKEN_INVALID
 
 
 def current_principal() -> Principal:
@@ -102,7 +116,9 @@ class Authenticator:
                 if exc.reason == "missing"
                 else "invalid or expired access token"
             )
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED, message)
+            await abort(
+                context, grpc.StatusCode.UNAUTHENTICATED, message, reason=refusal_reason(exc)
+            )
         except (ConnectionError, TimeoutError, OSError):
             # The session store is down: fail closed, but say it is temporary.
             log.warning("session check unavailable", extra={"method": method})
@@ -110,6 +126,8 @@ class Authenticator:
                 context,
                 grpc.StatusCode.UNAVAILABLE,
                 "authentication is temporarily unavailable; retry with backoff",
+                reason=Reason.DEPENDENCY_UNAVAILABLE,
+                retry_after_s=UNAVAILABLE_RETRY_S,
             )
         return principal
 
@@ -157,7 +175,12 @@ class ServiceTokenAuthenticator:
         if not hmac.compare_digest(presented.encode(), self._token.encode()):
             AUTH_REFUSED.labels("service_token").inc()
             log.warning("internal call refused", extra={"method": method})
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED, "service credentials required")
+            await abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "service credentials required",
+                reason=Reason.SERVICE_TOKEN_INVALID,
+            )
         yield
 
     def interceptor(self, methods: frozenset[str]) -> AroundInterceptor:

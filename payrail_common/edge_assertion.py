@@ -16,7 +16,8 @@ assertion; an assertion taken from one call is useless with another token or met
 and after ``tolerance_s`` with anything.
 
 Refusals raise :class:`TokenError` with an ``edge_assertion_*`` reason, so the caller
-hears the same generic UNAUTHENTICATED message as for any bad token.
+hears the same generic UNAUTHENTICATED message and ErrorInfo reason
+(``ACCESS_TOKEN_INVALID``) as for any bad token.
 """
 
 from __future__ import annotations

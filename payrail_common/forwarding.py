@@ -4,7 +4,10 @@ gateway_svc does not re-implement payment_svc's RPCs: for each forwarded service
 registers a generic handler that passes the serialized request through unchanged, with
 a deadline (the caller's remaining time, capped by configuration), the metadata the
 upstream needs, and the upstream's status, details and metadata (including
-``grpc-status-details-bin`` rich error details) passed back to the caller unchanged.
+``grpc-status-details-bin`` rich error details) passed back to the caller unchanged. A
+status the upstream's client library made (no connection, the capped deadline) carries
+no details: the edge gives it its ErrorInfo (``DEPENDENCY_UNAVAILABLE``), so every
+status a client hears has a reason from :mod:`payrail_common.reasons`.
 Because nothing is decoded, the edge adds no serialization cost and never sees fields
 it does not need.
 
@@ -23,9 +26,12 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
+from google.rpc import error_details_pb2, status_pb2
 
 from payrail_common.authn import PRINCIPAL, bearer_token
 from payrail_common.edge_assertion import EDGE_ASSERTION_KEY, EdgeAssertions
+from payrail_common.reasons import ERROR_DOMAIN, Reason
+from payrail_common.rpcerrors import INTERNAL_MESSAGE, UNAVAILABLE_RETRY_S, rich_status
 from payrail_common.tracing import send_response_headers, send_response_headers_quietly
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,31 @@ def _timeout_s(context: grpc.aio.ServicerContext, max_deadline_s: float) -> floa
 
 UNAVAILABLE_MESSAGE = "the payment service is temporarily unavailable; retry with backoff"
 
+# The trailing metadata key of a status's google.rpc.Status details.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# Detail-less upstream statuses that mean "it did not answer": the caller hears them as
+# DEPENDENCY_UNAVAILABLE (CANCELLED, say by an upstream shutting down, as UNAVAILABLE).
+_NO_ANSWER = {
+    grpc.StatusCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED: grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def _upstream_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The upstream's rich status if a payrail server sent one (it has our ErrorInfo)."""
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except Exception:  # a status we cannot read is no status of ours
+            return None
+        info = error_details_pb2.ErrorInfo()
+        if any(d.Unpack(info) and info.domain == ERROR_DOMAIN for d in status.details):
+            return status
+    return None
+
 
 async def _relay_error(
     context: grpc.aio.ServicerContext,
@@ -65,8 +96,28 @@ async def _relay_error(
         # The upstream's own transport text says nothing useful to a client.
         log.warning("upstream unavailable", extra={"error": details})
         details = unavailable_message
+    status = _upstream_status(error)
+    if status is None and code in _NO_ANSWER:
+        # Made by the edge's own client library (no connection, the capped deadline).
+        code = _NO_ANSWER[code]
+        details = unavailable_message if code == grpc.StatusCode.UNAVAILABLE else details
+        status = rich_status(
+            code,
+            details,
+            reason=Reason.DEPENDENCY_UNAVAILABLE,
+            retry_after_s=UNAVAILABLE_RETRY_S,
+        )
+    elif status is None:
+        log.error("upstream status without details", extra={"code": code.name})
+        code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+        status = rich_status(code, details, reason=Reason.INTERNAL_ERROR)
+    # The upstream's details, unchanged; the message as the caller hears it (a client
+    # library refuses details whose message differs from the status's).
+    status.message = details
+    kept = [(k, v) for k, v in error.trailing_metadata() or () if k != STATUS_DETAILS_KEY]
+    trailing = (*kept, (STATUS_DETAILS_KEY, status.SerializeToString()))
     await send_response_headers_quietly(context)
-    await context.abort(code, details, trailing_metadata=tuple(error.trailing_metadata() or ()))
+    await context.abort(code, details, trailing_metadata=trailing)
 
 
 class Forwarder:

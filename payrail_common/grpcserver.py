@@ -33,7 +33,9 @@ from grpc_health.v1._async import HealthServicer
 
 from payrail_common.interceptors import CallGuard, InflightLimiter, observability_interceptor
 from payrail_common.probes import DependencyMonitor
+from payrail_common.reasons import Reason
 from payrail_common.reflection import enable_reflection
+from payrail_common.rpcerrors import abort
 from payrail_common.supervision import supervision
 from payrail_common.tracing import request_id_interceptor
 
@@ -78,7 +80,18 @@ def current_tuning() -> ServerTuning:
 class ListingHealthServicer(HealthServicer):  # type: ignore[misc]
     """The standard health service plus ``List`` (every entry and its status), so an
     operator's ``make status`` sees each dependency and supervised loop without knowing
-    their names in advance."""
+    their names in advance. ``Check`` of a name it does not know answers NOT_FOUND, as
+    the protocol says, with an ErrorInfo like every other payrail error."""
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        status = self._server_status.get(request.service)
+        if status is None:
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, "unknown service", reason=Reason.NOT_FOUND
+            )
+        return health_pb2.HealthCheckResponse(status=status)
 
     async def List(
         self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext

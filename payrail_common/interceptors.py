@@ -25,6 +25,7 @@ import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from payrail_common.fields import FieldViolation
+from payrail_common.reasons import Reason
 from payrail_common.rpcerrors import INTERNAL_MESSAGE, abort
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ RPC_SHED = Counter(
 )
 INFLIGHT = Gauge("payrail_grpc_server_inflight", "Unary RPCs this process is working on right now.")
 SHED_DETAILS = "server busy: too many calls in flight; retry with backoff"
+# RetryInfo's delay on a shed call: long enough for the calls in flight to finish.
+SHED_RETRY_S = 0.5
 
 
 class InflightLimiter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -182,7 +185,13 @@ class InflightLimiter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def limited(request: Any, context: Any) -> Any:
             if self._inflight >= self._max:
                 RPC_SHED.labels(method).inc()
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, SHED_DETAILS)
+                await abort(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    SHED_DETAILS,
+                    reason=Reason.SERVER_OVERLOADED,
+                    retry_after_s=SHED_RETRY_S,
+                )
             self._inflight += 1
             INFLIGHT.set(self._inflight)
             try:
@@ -199,8 +208,6 @@ class InflightLimiter(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------- the call guard
-
-MALFORMED_REASON = "MALFORMED_REQUEST"
 
 RPC_MALFORMED = Counter(
     "payrail_grpc_server_malformed_total",
@@ -252,7 +259,7 @@ async def _refuse_malformed(method: str, request: _Undecodable, context: Any) ->
         grpc.StatusCode.INVALID_ARGUMENT,
         "the request is not a valid serialized protobuf message",
         violations=[FieldViolation("", f"could not be parsed as {what}")],
-        reason=MALFORMED_REASON,
+        reason=Reason.MALFORMED_REQUEST,
     )
 
 
@@ -265,7 +272,9 @@ async def _unexpected_to_internal(method: str, context: Any) -> AsyncIterator[No
         raise  # the call already has its status
     except Exception:
         log.exception("unhandled error in an RPC", extra={"method": method})
-        await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        await abort(
+            context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, reason=Reason.INTERNAL_ERROR
+        )
 
 
 class CallGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]

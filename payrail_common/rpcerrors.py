@@ -2,7 +2,10 @@
 
 Servicers never format status details by hand: they raise their service's domain errors,
 and the service's error mapper calls these helpers. Messages are written for the client:
-no stack traces, no internal addresses, no secrets or card data.
+no stack traces, no internal addresses, no secrets or card data. Every status carries an
+``ErrorInfo`` with a :class:`~payrail_common.reasons.Reason` from the one catalogue
+(:mod:`payrail_common.reasons`, docs/errors.md) and the domain ``payrail.dev``:
+:func:`abort` takes the reason as a required argument.
 """
 
 from __future__ import annotations
@@ -19,25 +22,28 @@ from grpc_status import rpc_status
 
 from payrail_common.faults import is_transient
 from payrail_common.fields import FieldViolation
+from payrail_common.reasons import ERROR_DOMAIN, Reason
 from payrail_common.tracing import send_response_headers_quietly
 
 log = logging.getLogger(__name__)
 
-# ErrorInfo.domain for every payrail error.
-ERROR_DOMAIN = "payrail.dev"
 # What a client hears about a failure nobody mapped; the details are in the server's log.
 INTERNAL_MESSAGE = "internal error; the server logged it"
+# RetryInfo's delay on DEPENDENCY_UNAVAILABLE: an outage is seldom over sooner.
+UNAVAILABLE_RETRY_S = 1.0
 
 
-def _status(
+def rich_status(
     code: grpc.StatusCode,
     message: str,
     *,
+    reason: Reason,
     violations: Iterable[FieldViolation] = (),
-    reason: str | None = None,
     metadata: Mapping[str, str] | None = None,
     retry_after_s: float | None = None,
-) -> grpc.Status:
+) -> status_pb2.Status:
+    """The ``google.rpc.Status``: code, message, BadRequest (when there are violations),
+    ErrorInfo (always) and RetryInfo (when ``retry_after_s`` is given)."""
     status = status_pb2.Status(code=code.value[0], message=message)
     found = list(violations)
     if found:
@@ -50,16 +56,15 @@ def _status(
             ]
         )
         status.details.add().Pack(bad)
-    if reason is not None:
-        info = error_details_pb2.ErrorInfo(
-            reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata or {})
-        )
-        status.details.add().Pack(info)
+    info = error_details_pb2.ErrorInfo(
+        reason=Reason(reason).value, domain=ERROR_DOMAIN, metadata=dict(metadata or {})
+    )
+    status.details.add().Pack(info)
     if retry_after_s is not None:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(max(0, round(retry_after_s * 1000)))
         status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    return rpc_status.to_status(status)
+    return status
 
 
 async def abort(
@@ -67,24 +72,24 @@ async def abort(
     code: grpc.StatusCode,
     message: str,
     *,
+    reason: Reason,
     violations: Iterable[FieldViolation] = (),
-    reason: str | None = None,
     metadata: Mapping[str, str] | None = None,
     retry_after_s: float | None = None,
 ) -> NoReturn:
-    """End the call with code and message plus BadRequest/ErrorInfo/RetryInfo details."""
+    """End the call with code and message plus ErrorInfo (``reason``, required) and,
+    when given, BadRequest and RetryInfo details."""
     # The request id goes out as a header with the error too: a client can quote it.
     await send_response_headers_quietly(context)
-    await context.abort_with_status(
-        _status(
-            code,
-            message,
-            violations=violations,
-            reason=reason,
-            metadata=metadata,
-            retry_after_s=retry_after_s,
-        )
+    status = rich_status(
+        code,
+        message,
+        reason=reason,
+        violations=violations,
+        metadata=metadata,
+        retry_after_s=retry_after_s,
     )
+    await context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("abort_with_status() returned")  # it always raises
 
 
@@ -109,9 +114,24 @@ def error_boundary(
             if not is_transient(exc):
                 raise
             log.warning("dependency unavailable", exc_info=True)
-            await abort(context, grpc.StatusCode.UNAVAILABLE, unavailable_message)
+            await abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                unavailable_message,
+                reason=Reason.DEPENDENCY_UNAVAILABLE,
+                retry_after_s=UNAVAILABLE_RETRY_S,
+            )
 
     return boundary
 
 
-__all__ = ["ERROR_DOMAIN", "INTERNAL_MESSAGE", "FieldViolation", "abort", "error_boundary"]
+__all__ = [
+    "ERROR_DOMAIN",
+    "INTERNAL_MESSAGE",
+    "UNAVAILABLE_RETRY_S",
+    "FieldViolation",
+    "Reason",
+    "abort",
+    "error_boundary",
+    "rich_status",
+]

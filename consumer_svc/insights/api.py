@@ -37,7 +37,8 @@ from payrail.payments.v1 import payments_pb2 as pb
 from payrail_common.authn import current_principal
 from payrail_common.fields import is_storable_text, storable_text_violation
 from payrail_common.pagetokens import NOT_ISSUED, CursorValue, PageTokenError, PageTokens
-from payrail_common.rpcerrors import abort, error_boundary
+from payrail_common.reasons import Reason
+from payrail_common.rpcerrors import INTERNAL_MESSAGE, abort, error_boundary
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ async def abort_for(context: Any, error: InsightsError) -> None:
             "the benefit catalog is managed by administrators only",
             reason=error.reason,
         )
-    log.error("unmapped domain error", extra={"reason": error.reason})
-    await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+    log.error("unmapped domain error", extra={"error": type(error).__name__})
+    await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, reason=Reason.INTERNAL_ERROR)
 
 
 mapped_errors = error_boundary(

@@ -9,18 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from payrail_common.fields import FieldViolation, storable_text_violation
+from payrail_common.reasons import Reason
 
 # ---------------------------------------------------------------- errors
 
 
 class InsightsError(Exception):
-    """Base of the insights process's domain errors (mapped to gRPC in api.py)."""
+    """Base of the insights process's domain errors (mapped to gRPC in api.py), each
+    with the reason a client hears (payrail_common.reasons)."""
 
-    reason = "INSIGHTS_ERROR"
+    # A subclass that no mapping names is a fault of the server: INTERNAL.
+    reason: Reason = Reason.INTERNAL_ERROR
 
 
 class InvalidArgument(InsightsError):
-    reason = "INVALID_ARGUMENT"
+    reason = Reason.VALIDATION_FAILED
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
         super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
@@ -32,11 +35,11 @@ def invalid(field: str, description: str) -> InvalidArgument:
 
 
 class NotFound(InsightsError):
-    reason = "NOT_FOUND"
+    reason = Reason.NOT_FOUND
 
 
 class PermissionDenied(InsightsError):
-    reason = "ADMIN_ROLE_REQUIRED"
+    reason = Reason.ADMIN_ROLE_REQUIRED
 
 
 # ---------------------------------------------------------------- paging

@@ -19,7 +19,8 @@ decision that explains itself.
   REVIEW.
 
 The strictest finding wins (DENY over REVIEW over APPROVE); every finding is kept on the
-assessment with a sentence saying why.
+assessment with a sentence saying why. A denying rule's name is the payment's
+``failure_code`` (:mod:`payrail_common.failure_codes`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from payrail_common import failure_codes
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -199,7 +202,7 @@ def velocity(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Findi
     if facts.card_fingerprint and card_count > policy.velocity_max_per_card:
         whose = " by this user" if policy.velocity_card_scope == "user" else ""
         return Finding(
-            "velocity",
+            failure_codes.VELOCITY,
             Decision.DENY,
             f"{card_count} payments with this card{whose} within {window}"
             f" (at most {policy.velocity_max_per_card} allowed)",
@@ -207,7 +210,7 @@ def velocity(facts: PaymentFacts, history: History, policy: RiskPolicy) -> Findi
     user_count = history.recent_user_payments + 1
     if user_count > policy.velocity_max_per_user:
         return Finding(
-            "velocity",
+            failure_codes.VELOCITY,
             Decision.DENY,
             f"{user_count} payments by this user within {window}"
             f" (at most {policy.velocity_max_per_user} allowed)",
@@ -229,7 +232,7 @@ def withdrawal_card(facts: PaymentFacts, history: History, policy: RiskPolicy) -
         raise DecisionDeferred("a deposit of this user with this card is still under way")
     # NOT_CHECKED with the rule on is treated as NEVER: unknown is not funded.
     return Finding(
-        "withdrawal_card",
+        failure_codes.WITHDRAWAL_CARD,
         Decision.DENY,
         "withdrawals are paid out only to a card that has funded this wallet, and no"
         " deposit with this card has completed for this user (withdraw to a card you"

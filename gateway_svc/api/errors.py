@@ -1,4 +1,8 @@
-"""The one place gateway_svc's domain errors become gRPC statuses."""
+"""The one place gateway_svc's domain errors become gRPC statuses.
+
+Each status carries the error's own ``reason`` (payrail_common.reasons); an error no
+branch names is INTERNAL with INTERNAL_ERROR.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from gateway_svc.domain.errors import (
     Throttled,
     Unauthenticated,
 )
-from payrail_common.rpcerrors import abort, error_boundary
+from payrail_common.reasons import Reason
+from payrail_common.rpcerrors import INTERNAL_MESSAGE, abort, error_boundary
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ async def abort_for(context: Any, error: AuthError) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
             "the registration has invalid fields",
             violations=error.violations,
-            reason="INVALID_REGISTRATION",
+            reason=error.reason,
         )
     # EmailTaken has no status on purpose: Register answers alike for a taken e-mail, so
     # it never reaches a client (were it to leak, INTERNAL below says nothing either).
@@ -36,25 +41,26 @@ async def abort_for(context: Any, error: AuthError) -> None:
             context,
             grpc.StatusCode.UNAUTHENTICATED,
             "wrong e-mail address or password",
-            reason="INVALID_CREDENTIALS",
+            reason=error.reason,
         )
     if isinstance(error, Throttled):
         await abort(
             context,
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"too many attempts; retry in {error.retry_after_s:.0f} s",
-            reason="TOO_MANY_ATTEMPTS",
+            reason=error.reason,
             retry_after_s=error.retry_after_s,
         )
     if isinstance(error, Unauthenticated):
-        log.info("token refused", extra={"reason": error.reason})
+        log.info("token refused", extra={"reason": error.detail})
         await abort(
             context,
             grpc.StatusCode.UNAUTHENTICATED,
             "invalid, expired or revoked token",
-            reason="INVALID_TOKEN",
+            reason=error.reason,
         )
-    await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+    log.error("unmapped domain error", extra={"error": type(error).__name__})
+    await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, reason=Reason.INTERNAL_ERROR)
 
 
 # Wraps every servicer body: domain errors -> statuses, outages -> UNAVAILABLE.

@@ -19,6 +19,7 @@ from gateway_svc.domain.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidRegistration,
+    RefreshTokenRefused,
     Throttled,
     Unauthenticated,
 )
@@ -208,7 +209,7 @@ class Accounts:
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         if not refresh_token:
-            raise Unauthenticated("refresh_missing")
+            raise RefreshTokenRefused("refresh_missing")
         new_token = secrets.token_urlsafe(32)
         now = self._clock()
         result = await self._store.rotate_refresh_token(
@@ -221,9 +222,9 @@ class Accounts:
             # A spent token came back: someone holds a copy. End the whole session.
             await self._sessions.close(result.session_id)
         if result.outcome is not RefreshOutcome.ROTATED:
-            raise Unauthenticated(f"refresh_{result.outcome.value}")
+            raise RefreshTokenRefused(f"refresh_{result.outcome.value}")
         if not (result.session_id and result.user_id and result.role):
-            raise Unauthenticated("refresh_incomplete")
+            raise RefreshTokenRefused("refresh_incomplete")
         await self._sessions.open(result.session_id, result.user_id, self._session_ttl_s)
         return self._pair(result.user_id, result.role, result.session_id, new_token)
 

@@ -1,4 +1,8 @@
-"""The one place payment_svc's domain errors become gRPC statuses."""
+"""The one place payment_svc's domain errors become gRPC statuses.
+
+Each status carries the error's own ``reason`` (payrail_common.reasons); an error no
+branch names is INTERNAL with INTERNAL_ERROR.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from payment_svc.domain.errors import (
     VerificationCodeInvalid,
 )
 from payrail_common.fields import FieldViolation
-from payrail_common.rpcerrors import abort, error_boundary
+from payrail_common.reasons import Reason
+from payrail_common.rpcerrors import INTERNAL_MESSAGE, abort, error_boundary
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +42,20 @@ async def abort_for(context: Any, error: DomainError) -> None:
         )
     if isinstance(error, NotFound):
         # The same answer for "does not exist" and "is someone else's".
-        await abort(context, grpc.StatusCode.NOT_FOUND, "payment not found", reason=error.reason)
+        await abort(context, grpc.StatusCode.NOT_FOUND, str(error), reason=error.reason)
     if isinstance(error, IdempotencyKeyReused):
         await abort(
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
             "this idempotency_key was already used with different parameters",
-            reason="IDEMPOTENCY_KEY_REUSED",
+            reason=error.reason,
         )
     if isinstance(error, InsufficientFunds):
         await abort(
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
             f"insufficient available balance in {error.currency_code}",
-            reason="INSUFFICIENT_FUNDS",
+            reason=error.reason,
             metadata={"currency_code": error.currency_code},
         )
     if isinstance(error, InvalidTransition):
@@ -58,7 +63,7 @@ async def abort_for(context: Any, error: DomainError) -> None:
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
             f"not possible for a payment in status {error.current}",
-            reason="PAYMENT_STATUS_CONFLICT",
+            reason=error.reason,
             metadata={"status": error.current},
         )
     if isinstance(error, CallbackRejected):
@@ -91,10 +96,7 @@ async def abort_for(context: Any, error: DomainError) -> None:
             context,
             grpc.StatusCode.FAILED_PRECONDITION,
             str(error),
-            reason={
-                "attempts_exhausted": "VERIFICATION_ATTEMPTS_EXHAUSTED",
-                "expired": "VERIFICATION_EXPIRED",
-            }.get(error.outcome, "PAYMENT_NOT_AWAITING_VERIFICATION"),
+            reason=error.reason,
             metadata={"status": error.status},
         )
     if isinstance(error, ProcessingBacklog):
@@ -106,8 +108,8 @@ async def abort_for(context: Any, error: DomainError) -> None:
             metadata={"unsettled": str(error.unsettled), "unsettled_max": str(error.unsettled_max)},
             retry_after_s=error.retry_after_s,
         )
-    log.error("unmapped domain error", extra={"reason": error.reason})
-    await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+    log.error("unmapped domain error", extra={"error": type(error).__name__})
+    await abort(context, grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, reason=Reason.INTERNAL_ERROR)
 
 
 # Wraps every servicer body: domain errors -> statuses, outages -> UNAVAILABLE.

@@ -1,7 +1,8 @@
 """The one error hierarchy of payment_svc's domain; the api layer maps it to gRPC statuses.
 
-Every error carries a stable ``reason`` (upper snake case, sent to clients as the
-``google.rpc.ErrorInfo`` reason) and says whether retrying the same call can help.
+Every error carries a stable ``reason`` from the one catalogue
+(:class:`payrail_common.reasons.Reason`, sent to clients as the ``google.rpc.ErrorInfo``
+reason) and says whether retrying the same call can help.
 Messages are shown to clients and written to logs, so none of them ever contains card
 data, a secret or another user's information.
 """
@@ -12,12 +13,14 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from payrail_common.fields import FieldViolation
+from payrail_common.reasons import Reason
 
 
 class DomainError(Exception):
     """Base of every error payment_svc reports to a client."""
 
-    reason: ClassVar[str] = "DOMAIN_ERROR"
+    # A subclass that no mapping names is a fault of the server: INTERNAL.
+    reason: Reason = Reason.INTERNAL_ERROR
     # True when the same call may succeed later without the caller changing anything.
     retriable: ClassVar[bool] = False
 
@@ -25,7 +28,7 @@ class DomainError(Exception):
 class ValidationFailed(DomainError):
     """One or more request fields are invalid; nothing was written."""
 
-    reason = "VALIDATION_FAILED"
+    reason = Reason.VALIDATION_FAILED
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
         if not violations:
@@ -37,7 +40,7 @@ class ValidationFailed(DomainError):
 class InvalidTransition(DomainError):
     """A payment cannot move from its current status to the requested one."""
 
-    reason = "INVALID_TRANSITION"
+    reason = Reason.PAYMENT_STATUS_CONFLICT
 
     def __init__(self, current: str, target: str) -> None:
         super().__init__(f"a payment in status {current} cannot become {target}")
@@ -48,7 +51,7 @@ class InvalidTransition(DomainError):
 class InsufficientFunds(DomainError):
     """The wallet's available balance in this currency does not cover the amount."""
 
-    reason = "INSUFFICIENT_FUNDS"
+    reason = Reason.INSUFFICIENT_FUNDS
 
     def __init__(self, currency_code: str) -> None:
         super().__init__(f"insufficient available balance in {currency_code}")
@@ -58,7 +61,7 @@ class InsufficientFunds(DomainError):
 class IdempotencyKeyReused(DomainError):
     """The idempotency key was used before by this user with other parameters."""
 
-    reason = "IDEMPOTENCY_KEY_REUSED"
+    reason = Reason.IDEMPOTENCY_KEY_REUSED
 
     def __init__(self) -> None:
         super().__init__("the idempotency key was already used with different parameters")
@@ -67,7 +70,7 @@ class IdempotencyKeyReused(DomainError):
 class NotFound(DomainError):
     """The resource does not exist, or belongs to someone else: deliberately the same."""
 
-    reason = "NOT_FOUND"
+    reason = Reason.NOT_FOUND
 
     def __init__(self, resource: str) -> None:
         super().__init__(f"{resource} not found")
@@ -76,9 +79,10 @@ class NotFound(DomainError):
 
 class DecryptionFailed(DomainError):
     """Sealed card data could not be opened: tampered, bound to another payment, or
-    sealed with a key this process does not hold. The message never describes content."""
+    sealed with a key this process does not hold. The message never describes content.
+    Never a client's doing: if it reaches one, it is INTERNAL."""
 
-    reason = "DECRYPTION_FAILED"
+    reason = Reason.INTERNAL_ERROR
 
 
 __all__ = [
@@ -96,7 +100,7 @@ class CallbackRejected(DomainError):
     """A gateway callback failed authentication: unknown gateway, bad, missing or stale
     signature. ``detail`` is for logs only; the client hears one generic message."""
 
-    reason = "CALLBACK_REJECTED"
+    reason = Reason.CALLBACK_REJECTED
 
     def __init__(self, detail: str) -> None:
         super().__init__("callback rejected")
@@ -106,7 +110,7 @@ class CallbackRejected(DomainError):
 class ResultConflict(DomainError):
     """A gateway reported an outcome that contradicts the payment's final state."""
 
-    reason = "RESULT_CONFLICT"
+    reason = Reason.RESULT_CONFLICT
 
     def __init__(self, current: str) -> None:
         super().__init__(f"the payment is already {current}")
@@ -116,7 +120,7 @@ class ResultConflict(DomainError):
 class VerificationCodeInvalid(DomainError):
     """A wrong one-time code; the challenge stays open with fewer attempts left."""
 
-    reason = "VERIFICATION_CODE_INVALID"
+    reason = Reason.VERIFICATION_CODE_INVALID
 
     def __init__(self, attempts_remaining: int) -> None:
         super().__init__(
@@ -130,7 +134,11 @@ class VerificationClosed(DomainError):
     ``not_awaiting`` (never flagged, already verified or already final),
     ``attempts_exhausted`` or ``expired`` (both just made it DENIED)."""
 
-    reason = "VERIFICATION_CLOSED"
+    reason = Reason.PAYMENT_NOT_AWAITING_VERIFICATION
+    _REASONS: ClassVar[dict[str, Reason]] = {
+        "attempts_exhausted": Reason.VERIFICATION_ATTEMPTS_EXHAUSTED,
+        "expired": Reason.VERIFICATION_EXPIRED,
+    }
 
     def __init__(self, outcome: str, status: str) -> None:
         messages = {
@@ -142,6 +150,7 @@ class VerificationClosed(DomainError):
         )
         self.outcome = outcome
         self.status = status
+        self.reason = self._REASONS.get(outcome, Reason.PAYMENT_NOT_AWAITING_VERIFICATION)
 
 
 class ProcessingBacklog(DomainError):
@@ -149,7 +158,7 @@ class ProcessingBacklog(DomainError):
     is refused until the pipeline catches up, so accepting never outruns settling
     without bound."""
 
-    reason = "PROCESSING_BACKLOG"
+    reason = Reason.PROCESSING_BACKLOG
     retriable = True
 
     def __init__(self, unsettled: int, unsettled_max: int, retry_after_s: float) -> None:

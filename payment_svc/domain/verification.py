@@ -18,13 +18,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from payrail_common.failure_codes import (
+    DECLINED_BY_OWNER,
+    VERIFICATION_EXPIRED,
+    VERIFICATION_FAILED,
+)
+
 CODE_DIGITS = 6
 # Wrong codes allowed per challenge; the last one denies the payment.
 ATTEMPTS_MAX = 5
 # Failure codes of the DENIED payments this module produces.
-DENIED_WRONG_CODES = "verification_failed"
-DENIED_DECLINED = "declined_by_owner"
-DENIED_EXPIRED = "verification_expired"
+DENIED_WRONG_CODES = VERIFICATION_FAILED
+DENIED_DECLINED = DECLINED_BY_OWNER
+DENIED_EXPIRED = VERIFICATION_EXPIRED
 
 
 def new_code(randbelow: Callable[[int], int] = secrets.randbelow) -> str:

@@ -23,10 +23,12 @@ from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.edge_assertion import EDGE_ASSERTION_KEY, EdgeAssertions
 from payrail_common.keys import read_secret_file
+from payrail_common.reasons import Reason
 from tests.conftest import JwtKeys
 from tests.e2e.conftest import Running
 from tests.e2e.test_processing import APPROVE, request
 from tests.helpers import User, register_and_login
+from tests.rich_errors import assert_catalogued, rich_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -109,11 +111,13 @@ def insights_calls(channel: grpc.aio.Channel) -> dict[str, Callable[[Metadata], 
 
 
 async def refused(name: str, call: Awaitable[Any] | Any) -> None:
-    """The call fails UNAUTHENTICATED with the generic message, nothing more."""
+    """The call fails UNAUTHENTICATED with the generic message and reason, nothing more:
+    revoked at the edge and unasserted on an internal port sound alike."""
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await drain(call)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
     assert info.value.details() == GENERIC, name
+    assert_catalogued(rich_error(info.value), Reason.ACCESS_TOKEN_INVALID)
 
 
 async def refused_everywhere(ports: Ports, metadata: Metadata, payment_id: str) -> None:
@@ -187,6 +191,7 @@ async def test_a_live_token_works_through_the_edge_only(ports: Ports) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await drain(call(user.metadata))
             assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert_catalogued(rich_error(info.value), Reason.ADMIN_ROLE_REQUIRED)
             continue
         await drain(call(user.metadata))
     # Stolen (say, from a log or a client) and sent straight to an internal port: refused.

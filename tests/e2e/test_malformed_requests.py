@@ -1,7 +1,8 @@
 """Malformed requests, as an outside prober sends them, against the real processes: bytes
 that are not protobuf (to every kind of server), text PostgreSQL cannot store (NUL), and
-crafted page tokens. Each is INVALID_ARGUMENT with a field violation; no answer names a
-Python exception class or repeats the database's text."""
+crafted page tokens. Each is INVALID_ARGUMENT with a field violation and the catalogued
+ErrorInfo reason (MALFORMED_REQUEST for bytes, VALIDATION_FAILED in every service for
+fields); no answer names a Python exception class or repeats the database's text."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from payrail.insights.v1 import insights_pb2 as ipb
 from payrail.insights.v1 import insights_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
+from payrail_common.reasons import Reason
 from tests.e2e.conftest import Running
 from tests.e2e.test_insights import admin_user
 from tests.helpers import PASSWORD, User, register_and_login, unique_email
+from tests.rich_errors import assert_catalogued, rich_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -51,8 +54,11 @@ def port_of(services: list[Running], name: str) -> int:
     return next(s.port for s in services if s.name == name)
 
 
-def assert_invalid(error: grpc.aio.AioRpcError, field: str) -> None:
-    """INVALID_ARGUMENT, a BadRequest naming ``field``, and nothing internal."""
+def assert_invalid(
+    error: grpc.aio.AioRpcError, field: str, reason: Reason = Reason.VALIDATION_FAILED
+) -> None:
+    """INVALID_ARGUMENT, a BadRequest naming ``field``, ``reason`` in payrail's ErrorInfo
+    domain, and nothing internal."""
     text = f"{error.details()} {error.debug_error_string()}"
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, text
     for word in LEAKS:
@@ -62,6 +68,7 @@ def assert_invalid(error: grpc.aio.AioRpcError, field: str) -> None:
     bad = error_details_pb2.BadRequest()
     assert any(d.Unpack(bad) for d in status.details), text
     assert field in [v.field for v in bad.field_violations], bad
+    assert_catalogued(rich_error(error), reason)
 
 
 async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
@@ -94,7 +101,7 @@ async def test_undecodable_bytes_are_invalid_argument(
     metadata = user.metadata if authenticated else ()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port_of(services, server)}") as channel:
         call = channel.unary_unary(path)(GARBAGE, metadata=metadata, timeout=10)
-        assert_invalid(await refused(call), "")
+        assert_invalid(await refused(call), "", Reason.MALFORMED_REQUEST)
 
 
 # ---------------------------------------------------------------- NUL in text fields
@@ -161,10 +168,12 @@ async def test_nul_in_payment_lookups_says_nothing_internal(
     # A payment id that is no id is a payment that does not exist (like another user's).
     error = await refused(stub.GetPayment(pb.GetPaymentRequest(payment_id=NUL), metadata=md))
     assert error.code() == grpc.StatusCode.NOT_FOUND, error
+    assert_catalogued(rich_error(error), Reason.NOT_FOUND)
     error = await refused(
         stub.VerifyPayment(pb.VerifyPaymentRequest(payment_id=NUL, code="123456"), metadata=md)
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND, error
+    assert_catalogued(rich_error(error), Reason.NOT_FOUND)
     error = await refused(stub.ListPayments(pb.ListPaymentsRequest(page_token=NUL), metadata=md))
     assert_invalid(error, "page_token")
 
@@ -175,6 +184,7 @@ async def test_nul_in_login_email_is_a_failed_login(edge: grpc.aio.Channel) -> N
     stub = auth_pb2_grpc.AuthServiceStub(edge)
     error = await refused(stub.Login(auth_pb2.LoginRequest(email=NUL, password=PASSWORD)))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+    assert_catalogued(rich_error(error), Reason.INVALID_CREDENTIALS)
     for word in LEAKS:
         assert word not in f"{error.details()}", error
 
@@ -314,5 +324,6 @@ async def test_nul_in_a_callback_gateway_id_is_an_unknown_gateway(edge: grpc.aio
         )
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+    assert_catalogued(rich_error(error), Reason.CALLBACK_REJECTED)
     for word in LEAKS:
         assert word not in f"{error.details()}", error

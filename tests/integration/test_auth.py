@@ -27,10 +27,12 @@ from payrail.auth.v1 import auth_pb2 as apb
 from payrail.auth.v1 import auth_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
+from payrail_common.reasons import Reason
 from payrail_common.tokens import KeyRing, TokenPolicy, issue_access_token, load_private_key
 from tests.conftest import JwtKeys, StackEnv, make_keys
 from tests.helpers import PASSWORD, User, register_and_login, unique_email
 from tests.integration.conftest import Platform, gateway_settings, payment_settings
+from tests.rich_errors import assert_catalogued, rich_error
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -147,6 +149,7 @@ async def test_weak_password_is_refused_and_nothing_written(
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(violations(error)) == {"password"}
+    assert_catalogued(rich_error(error), Reason.VALIDATION_FAILED)
     assert password not in (error.details() or "")
     assert await count_credentials(stack) == before
 
@@ -175,6 +178,8 @@ async def test_every_bad_field_is_named(channel: grpc.aio.Channel) -> None:
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(violations(error)) == {"email", "password", "first_name", "last_name"}
+    # The same reason as every other service's validation (issue 12.11).
+    assert_catalogued(rich_error(error), Reason.VALIDATION_FAILED)
 
 
 async def test_wrong_password_and_unknown_email_look_the_same(channel: grpc.aio.Channel) -> None:
@@ -193,6 +198,7 @@ async def test_wrong_password_and_unknown_email_look_the_same(channel: grpc.aio.
     for error, _ in known + unknown:
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         assert error.details() == known[0][0].details()
+        assert_catalogued(rich_error(error), Reason.INVALID_CREDENTIALS)
     # Both paths run one Argon2 verification: comparable cost, no cheap "no such user".
     known_s = statistics.median(t for _, t in known)
     unknown_s = statistics.median(t for _, t in unknown)
@@ -221,6 +227,7 @@ async def test_failed_logins_are_throttled_per_email_with_retry_info(
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in status.details)
     assert 0 < retry.retry_delay.seconds <= 900
+    assert_catalogued(rich_error(error), Reason.TOO_MANY_ATTEMPTS)
 
 
 async def test_failed_logins_are_throttled_per_peer(stack: StackEnv, jwt_keys: JwtKeys) -> None:
@@ -263,16 +270,20 @@ async def test_logout_revokes_the_unexpired_access_token_at_once(
         stub.GetProfile(apb.GetProfileRequest(), metadata=user.metadata, timeout=5)
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    # A revoked token sounds like a forged one: the caller learns nothing more.
+    assert_catalogued(rich_error(error), Reason.ACCESS_TOKEN_INVALID)
     payments_error = await rpc_error(
         payments_pb2_grpc.PaymentServiceStub(channel).GetBalance(
             pb.GetBalanceRequest(), metadata=user.metadata, timeout=5
         )
     )
     assert payments_error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert_catalogued(rich_error(payments_error), Reason.ACCESS_TOKEN_INVALID)
     refresh_error = await rpc_error(
         stub.RefreshToken(apb.RefreshTokenRequest(refresh_token=user.refresh_token), timeout=5)
     )
     assert refresh_error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert_catalogued(rich_error(refresh_error), Reason.REFRESH_TOKEN_INVALID)
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_session(channel: grpc.aio.Channel) -> None:
@@ -293,6 +304,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(channel: grpc.aio.C
         stub.RefreshToken(apb.RefreshTokenRequest(refresh_token=user.refresh_token), timeout=5)
     )
     assert reuse.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert_catalogued(rich_error(reuse), Reason.REFRESH_TOKEN_INVALID)
     for token in (rotated.access_token, user.access_token):
         error = await rpc_error(
             stub.GetProfile(apb.GetProfileRequest(), metadata=bearer(token), timeout=5)
@@ -403,15 +415,28 @@ async def test_every_forged_token_is_refused_at_the_edge_and_by_payment_svc(
         direct = payments_pb2_grpc.PaymentServiceStub(internal)
         for name, token in tokens.items():
             metadata = bearer(token) if token else ()
+            # Only "none sent" and "genuine but expired" are told apart (issue 12.11).
+            reason = {
+                "missing": Reason.ACCESS_TOKEN_MISSING,
+                "expired": Reason.ACCESS_TOKEN_EXPIRED,
+            }.get(name, Reason.ACCESS_TOKEN_INVALID)
             edge = await rpc_error(
                 auth(channel).GetProfile(apb.GetProfileRequest(), metadata=metadata, timeout=5)
             )
             assert edge.code() == grpc.StatusCode.UNAUTHENTICATED, name
+            assert_catalogued(rich_error(edge), reason)
+            forwarded = await rpc_error(
+                payments_pb2_grpc.PaymentServiceStub(channel).GetBalance(
+                    pb.GetBalanceRequest(), metadata=metadata, timeout=5
+                )
+            )
+            assert_catalogued(rich_error(forwarded), reason)
             # payment_svc does not trust the edge: it re-verifies the token itself.
             inner = await rpc_error(
                 direct.GetBalance(pb.GetBalanceRequest(), metadata=metadata, timeout=5)
             )
             assert inner.code() == grpc.StatusCode.UNAUTHENTICATED, name
+            assert_catalogued(rich_error(inner), reason)
         # The genuine token passes the edge and, forwarded by it, payment_svc; sent straight
         # to payment_svc, without the edge's assertion, it is refused like the forgeries.
         ok = await auth(channel).GetProfile(
@@ -426,6 +451,7 @@ async def test_every_forged_token_is_refused_at_the_edge_and_by_payment_svc(
             direct.GetBalance(pb.GetBalanceRequest(), metadata=user.metadata, timeout=5)
         )
         assert bare.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert_catalogued(rich_error(bare), Reason.ACCESS_TOKEN_INVALID)
 
 
 async def test_a_bare_user_header_is_not_trusted_by_payment_svc(platform: Platform) -> None:

@@ -23,9 +23,11 @@ from payment_svc.vault import CardVault, SealedCvc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.keys import read_secret_file
+from payrail_common.reasons import Reason
 from tests.conftest import JwtKeys, StackEnv, free_port
 from tests.helpers import User, register_and_login
 from tests.integration.conftest import Platform, gateway_settings, payment_settings
+from tests.rich_errors import assert_catalogued, rich_error
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -258,6 +260,7 @@ async def test_invalid_requests_name_each_field_and_write_nothing(
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     violations, _ = details(error)
     assert fields <= set(violations), violations
+    assert_catalogued(rich_error(error), Reason.VALIDATION_FAILED)
     assert "4242" not in (error.details() or "") + "".join(violations.values())
     assert await writes_of(db, user) == before
 
@@ -433,6 +436,7 @@ async def test_another_users_payment_is_not_found(channel: grpc.aio.Channel, use
             error = await rpc_error(call)
             assert error.code() == grpc.StatusCode.NOT_FOUND
             assert error.details() == "payment not found"
+            assert_catalogued(rich_error(error), Reason.NOT_FOUND)
 
 
 async def test_cancel_after_dispatch_is_refused(

@@ -6,6 +6,7 @@ byte-level forwarder, which relays the upstream's answer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +22,10 @@ from grpc_status import rpc_status
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
 from payrail_common.forwarding import Forwarder
-from payrail_common.grpcserver import ServerHandle, create_server
+from payrail_common.grpcserver import ServerHandle, ServerTuning, configure, create_server
+from payrail_common.reasons import Reason
 from payrail_common.rpcerrors import error_boundary
+from tests.rich_errors import assert_catalogued, rich_error
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,6 +97,7 @@ def assert_malformed(error: grpc.aio.AioRpcError, message_name: str) -> None:
     [violation] = bad.field_violations
     assert violation.field == ""
     assert message_name in violation.description
+    assert_catalogued(rich_error(error), Reason.MALFORMED_REQUEST)
 
 
 async def raw_unary(channel: grpc.aio.Channel, path: str, payload: bytes) -> grpc.aio.AioRpcError:
@@ -162,6 +166,7 @@ async def test_unexpected_exception_is_internal_without_its_text(
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert info.value.details() == "internal error; the server logged it"
     assert_says_nothing_internal(info.value)
+    assert_catalogued(rich_error(info.value), Reason.INTERNAL_ERROR)
     # The server keeps what the client does not get: the exception and its traceback.
     logged = [r for r in caplog.records if r.exc_info]
     assert logged
@@ -181,6 +186,60 @@ async def test_unexpected_exception_in_a_stream_is_internal(channel: grpc.aio.Ch
     assert seen == [1]
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert_says_nothing_internal(info.value)
+    assert_catalogued(rich_error(info.value), Reason.INTERNAL_ERROR)
+
+
+async def test_an_unknown_health_service_is_not_found_with_a_reason(
+    channel: grpc.aio.Channel,
+) -> None:
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert_catalogued(rich_error(info.value), Reason.NOT_FOUND)
+
+
+async def test_a_shed_call_is_server_overloaded_with_retry_info() -> None:
+    """inflight_max=1: a second concurrent call is refused before any work."""
+    release = asyncio.Event()
+
+    class Slow(payments_pb2_grpc.PaymentServiceServicer):
+        async def GetPayment(self, request: pb.GetPaymentRequest, context: Any) -> Any:
+            await release.wait()
+            return pb.GetPaymentResponse()
+
+    configure(ServerTuning(inflight_max=1))
+    try:
+        handle = create_server(
+            host="127.0.0.1",
+            port=0,
+            registrars=[
+                lambda s: payments_pb2_grpc.add_PaymentServiceServicer_to_server(Slow(), s)
+            ],
+            service_names=(PAYMENTS.full_name,),
+        )
+    finally:
+        configure(ServerTuning())
+    await handle.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{handle.port}") as ch:
+            stub = payments_pb2_grpc.PaymentServiceStub(ch)
+            first = asyncio.ensure_future(stub.GetPayment(pb.GetPaymentRequest(), timeout=5))
+            await asyncio.sleep(0.3)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetPayment(pb.GetPaymentRequest(), timeout=5)
+            release.set()
+            await first
+    finally:
+        await handle.stop(0)
+    error = rich_error(info.value)
+    assert_catalogued(error, Reason.SERVER_OVERLOADED)
+    assert error.retry_delay_s is not None
+    assert error.retry_delay_s > 0
 
 
 async def test_the_edge_relays_the_upstreams_invalid_argument(server: ServerHandle) -> None:

@@ -14,8 +14,8 @@ from gateway_svc.domain.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidRegistration,
+    RefreshTokenRefused,
     Throttled,
-    Unauthenticated,
 )
 from gateway_svc.service.accounts import Accounts, LoginLimits, RegisterLimits
 from gateway_svc.service.ports import (
@@ -246,12 +246,12 @@ async def test_refresh_reuse_closes_the_session(ring: KeyRing) -> None:
     second = await accounts.refresh(first.refresh_token)
     principal = verify_access_token(ring, TokenPolicy(), second.access_token)
     assert await accounts.session_is_live(principal)
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(RefreshTokenRefused):
         await accounts.refresh(first.refresh_token)
     assert not await accounts.session_is_live(principal)
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(RefreshTokenRefused):
         await accounts.refresh(second.refresh_token)
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(RefreshTokenRefused):
         await accounts.refresh("")
 
 

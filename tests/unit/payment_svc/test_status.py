@@ -66,7 +66,7 @@ def test_a_refused_transition_names_both_statuses_and_has_a_reason() -> None:
     with pytest.raises(InvalidTransition) as caught:
         next_version(S.COMPLETED, S.FAILED, 7)
     assert isinstance(caught.value, DomainError)
-    assert caught.value.reason == "INVALID_TRANSITION"
+    assert caught.value.reason == "PAYMENT_STATUS_CONFLICT"
     assert (caught.value.current, caught.value.target) == ("COMPLETED", "FAILED")
     with pytest.raises(InvalidTransition):
         next_version(S.PROCESSING, S.CANCELED, 3)  # already at a gateway
