@@ -18,6 +18,15 @@ runs through :class:`ConsumerLoop`:
   owner reads it again, and every handler is idempotent.
 * Anything unexpected ends ``_run``; the supervisor (:class:`BackgroundLoop`) logs it and
   restarts the loop from the last committed offsets.
+
+Two kinds of handler. A record handler (``handler``) takes one record's bytes; the records
+of a batch run concurrently. A batch handler (``batch_handler``) takes the whole batch of
+a partition as :class:`Item` values and answers one result per item (a result name, or a
+:class:`PoisonMessage` for an item that can never succeed): it can read and write for the
+batch at once (one inbox read, one transaction, one RPC...). A transient error of the
+whole batch is waited out like a record's; any other error of a batch of several items
+falls back to handling the items one at a time (each as a batch of one, with the record
+rules above), so one bad record is dead-lettered alone and never holds up the others.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -62,6 +71,19 @@ LAG_INTERVAL_S = 5.0
 
 class PoisonMessage(Exception):
     """The record cannot be processed however often it is retried."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One record as a batch handler sees it."""
+
+    value: bytes
+    # The request id the record carries (or one made for it): bind it while logging or
+    # writing on this item's behalf (payrail_common.tracing).
+    request_id: str
+
+
+BatchHandler = Callable[[Sequence[Item]], Awaitable[Sequence["str | PoisonMessage"]]]
 
 
 class KafkaConsumer(Protocol):
@@ -128,7 +150,8 @@ class ConsumerLoop(BackgroundLoop):
         *,
         consumer: KafkaConsumer,
         producer: KafkaProducer,
-        handler: Callable[[bytes], Awaitable[str]],
+        handler: Callable[[bytes], Awaitable[str]] | None = None,
+        batch_handler: BatchHandler | None = None,
         group: str,
         revocations: RevocationTracker | None = None,
         retry: RetryPolicy | None = None,
@@ -137,9 +160,12 @@ class ConsumerLoop(BackgroundLoop):
         concurrency_max: int = 16,
         registry: Supervision | None = None,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
         self._consumer = consumer
         self._producer = producer
         self._handler = handler
+        self._batch_handler = batch_handler
         self._group = group
         self._revocations = revocations or RevocationTracker()
         self._retry = retry or RetryPolicy()
@@ -173,8 +199,88 @@ class ConsumerLoop(BackgroundLoop):
         """Handle one partition's batch and commit it; False when the partition was
         revoked meanwhile (nothing committed: the new owner reads it again)."""
         epoch = self._revocations.epoch(tp)
-        await asyncio.gather(*(self._process(record) for record in records))
+        if self._batch_handler is not None:
+            await self._process_batch(self._batch_handler, records)
+        else:
+            await asyncio.gather(*(self._process(record) for record in records))
         return await self._commit(tp, records[-1].offset + 1, epoch)
+
+    async def _process_batch(self, handle: BatchHandler, records: list[Any]) -> None:
+        """The whole batch in one call; transient errors waited out, anything else
+        isolated by handling the records one at a time."""
+        items = [_item(record, self._group) for record in records]
+        tries = 0
+        waiting = False
+        try:
+            while True:
+                try:
+                    results = await handle(items)
+                except Exception as exc:
+                    fault = classify(exc)
+                    if fault is not Fault.TRANSIENT or isinstance(exc, PoisonMessage):
+                        log.warning(
+                            "batch failed; handling its records one at a time",
+                            extra={
+                                "group": self._group,
+                                "records": len(records),
+                                "error": describe(exc),
+                                "fault": fault.value,
+                            },
+                        )
+                        await self._one_by_one(handle, records, items)
+                        return
+                    tries += 1
+                    RETRIES.labels(self._group, fault.value).inc()
+                    self._health.degrade(dependency_of(exc, grpc_upstream=self._grpc_upstream))
+                    if not waiting:
+                        waiting = True
+                        WAITING.labels(self._group).inc(len(records))
+                    if tries % self._retry.log_every_tries == 1:
+                        log.warning(
+                            "batch failed; retrying",
+                            extra={
+                                "group": self._group,
+                                "records": len(records),
+                                "first_offset": records[0].offset,
+                                "tries": tries,
+                                "error": describe(exc),
+                            },
+                        )
+                    await self._retry.backoff.sleep(tries)
+                    continue
+                if len(results) != len(records):
+                    raise RuntimeError(
+                        f"batch handler answered {len(results)} results for {len(records)}"
+                    )
+                for record, item, result in zip(records, items, results, strict=True):
+                    if isinstance(result, PoisonMessage):
+                        with tracing.bind(item.request_id):
+                            await self._dead_letter(record, str(result))
+                    else:
+                        PROCESSED.labels(self._group, result).inc()
+                if tries:
+                    log.info(
+                        "batch handled after retries",
+                        extra={"group": self._group, "records": len(records), "tries": tries},
+                    )
+                return
+        finally:
+            if waiting:
+                WAITING.labels(self._group).dec(len(records))
+
+    async def _one_by_one(
+        self, handle: BatchHandler, records: list[Any], items: list[Item]
+    ) -> None:
+        for record, item in zip(records, items, strict=True):
+
+            async def alone(_value: bytes, item: Item = item) -> str:
+                (result,) = await handle([item])
+                if isinstance(result, PoisonMessage):
+                    raise result
+                return result
+
+            with tracing.bind(item.request_id):
+                await self._process_one(record, alone)
 
     async def _commit(self, tp: TopicPartition, offset: int, epoch: int) -> bool:
         tries = 0
@@ -229,15 +335,16 @@ class ConsumerLoop(BackgroundLoop):
         async with self._slots:
             headers = getattr(record, "headers", None)
             with tracing.bind_from_headers(headers, prefix=f"{self._group}-"):
-                await self._process_one(record)
+                assert self._handler is not None
+                await self._process_one(record, self._handler)
 
-    async def _process_one(self, record: Any) -> None:
+    async def _process_one(self, record: Any, handle: Callable[[bytes], Awaitable[str]]) -> None:
         tries = unknown_tries = 0
         waiting = False
         try:
             while True:
                 try:
-                    result = await self._handler(record.value)
+                    result = await handle(record.value)
                 except PoisonMessage as exc:
                     await self._dead_letter(record, str(exc))
                     return
@@ -322,15 +429,23 @@ class ConsumerLoop(BackgroundLoop):
         PROCESSED.labels(self._group, "dead_letter").inc()
 
 
+def _item(record: Any, group: str) -> Item:
+    headers = getattr(record, "headers", None)
+    with tracing.bind_from_headers(headers, prefix=f"{group}-") as request_id:
+        return Item(record.value, request_id)
+
+
 async def start_group(
     *,
     bootstrap_servers: str,
     topic: str,
     group: str,
     client_id: str,
-    handler: Callable[[bytes], Awaitable[str]],
+    handler: Callable[[bytes], Awaitable[str]] | None = None,
+    batch_handler: BatchHandler | None = None,
     producer: KafkaProducer,
     grpc_upstream: str = "payment_svc",
+    batch_max: int = 100,
 ) -> tuple[ConsumerLoop, AIOKafkaConsumer]:
     """Join ``group`` on ``topic`` and start a :class:`ConsumerLoop` over it. The caller
     stops the loop first, then the consumer (which leaves the group)."""
@@ -351,8 +466,10 @@ async def start_group(
         consumer=consumer,
         producer=producer,
         handler=handler,
+        batch_handler=batch_handler,
         group=group,
         grpc_upstream=grpc_upstream,
+        batch_max=batch_max,
     )
     consumer.subscribe([topic], listener=loop.revocations)
     await consumer.start()

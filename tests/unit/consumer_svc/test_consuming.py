@@ -173,13 +173,11 @@ async def test_a_dead_letter_waits_for_the_broker_to_take_it() -> None:
 
 @pytest.mark.asyncio
 async def test_a_batch_whose_partition_was_revoked_meanwhile_is_not_committed() -> None:
-    loop, consumer, _, _ = make_loop(None)
-
     async def handler(raw: bytes) -> str:
         loop.revocations.revoked([TP])  # a rebalance happens while the record is handled
         return "ok"
 
-    loop._handler = handler
+    loop, consumer, _, _ = make_loop(handler)
     assert await loop.handle_batch(TP, [Record(b"e", 0)]) is False
     assert consumer.commits == []
 
@@ -209,3 +207,116 @@ async def test_a_commit_that_fails_for_a_broker_outage_is_retried() -> None:
     assert await loop.handle_batch(TP, [Record(b"e", 0)]) is True
     assert consumer.commits == [{TP: 1}]
     assert "kafka" in registry.degraded()
+
+
+# ---------------------------------------------------------------- batch handlers
+
+
+class ScriptedBatch:
+    """A batch handler: raises the given errors in order, then answers per item —
+    ``poison`` values are PoisonMessage, ``refused`` values raise a final gRPC error
+    whenever they are part of a call."""
+
+    def __init__(
+        self, *errors: BaseException, poison: set[bytes] | None = None, refused: bytes = b""
+    ) -> None:
+        self.errors = list(errors)
+        self.poison = poison or set()
+        self.refused = refused
+        self.calls: list[list[bytes]] = []
+        self.request_ids: list[list[str]] = []
+
+    async def __call__(self, items: Any) -> list[str | PoisonMessage]:
+        self.calls.append([item.value for item in items])
+        self.request_ids.append([item.request_id for item in items])
+        if self.errors:
+            raise self.errors.pop(0)
+        if self.refused and any(item.value == self.refused for item in items):
+            raise rpc_error(grpc.StatusCode.FAILED_PRECONDITION)
+        return [
+            PoisonMessage("cannot decode") if item.value in self.poison else "ok" for item in items
+        ]
+
+
+def make_batch_loop(handler: Any) -> tuple[ConsumerLoop, FakeConsumer, FakeProducer, Supervision]:
+    consumer, producer, registry = FakeConsumer(), FakeProducer(), Supervision()
+    loop = ConsumerLoop(
+        consumer=consumer,
+        producer=producer,
+        batch_handler=handler,
+        group="test-group",
+        retry=FAST,
+        registry=registry,
+    )
+    return loop, consumer, producer, registry
+
+
+def records(*values: bytes) -> list[Record]:
+    return [Record(value, offset) for offset, value in enumerate(values)]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_handler_gets_the_whole_batch_in_one_call_with_request_ids() -> None:
+    handler = ScriptedBatch()
+    loop, consumer, producer, _ = make_batch_loop(handler)
+    batch = records(b"a", b"b", b"c")
+    batch[1].headers = (("x-request-id", b"client-chosen"),)
+    assert await loop.handle_batch(TP, batch) is True
+    assert handler.calls == [[b"a", b"b", b"c"]]
+    ids = handler.request_ids[0]
+    assert ids[1] == "client-chosen"
+    assert ids[0].startswith("test-group-")
+    assert len(set(ids)) == 3
+    assert producer.sent == []
+    assert consumer.commits == [{TP: 3}]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_waits_out_an_outage_as_a_whole() -> None:
+    handler = ScriptedBatch(*(rpc_error() for _ in range(20)))
+    loop, consumer, producer, registry = make_batch_loop(handler)
+    await loop.handle_batch(TP, records(b"a", b"b"))
+    assert len(handler.calls) == 21
+    assert all(call == [b"a", b"b"] for call in handler.calls)
+    assert producer.sent == []
+    assert consumer.commits == [{TP: 2}]
+    assert "payment_svc" in registry.degraded()
+
+
+@pytest.mark.asyncio
+async def test_poison_items_of_a_batch_are_dead_lettered_alone() -> None:
+    handler = ScriptedBatch(poison={b"bad"})
+    loop, consumer, producer, _ = make_batch_loop(handler)
+    await loop.handle_batch(TP, records(b"a", b"bad", b"c"))
+    assert handler.calls == [[b"a", b"bad", b"c"]]
+    assert [(topic, value) for topic, value, _ in producer.sent] == [
+        ("payments.events.dlq", b"bad")
+    ]
+    assert producer.sent[0][2]["error"] == b"cannot decode"
+    assert consumer.commits == [{TP: 3}]
+
+
+@pytest.mark.asyncio
+async def test_a_final_error_of_a_batch_is_isolated_one_record_at_a_time() -> None:
+    # One record makes every call that contains it fail for good: the batch falls back
+    # to one call per record, the others succeed, only that one is dead-lettered.
+    handler = ScriptedBatch(refused=b"refused")
+    loop, consumer, producer, _ = make_batch_loop(handler)
+    await loop.handle_batch(TP, records(b"a", b"refused", b"c"))
+    assert handler.calls == [[b"a", b"refused", b"c"], [b"a"], [b"refused"], [b"c"]]
+    assert [value for _, value, _ in producer.sent] == [b"refused"]
+    assert producer.sent[0][2]["error"] == b"payment_svc answered FAILED_PRECONDITION"
+    assert consumer.commits == [{TP: 3}]
+
+
+def test_a_loop_takes_exactly_one_kind_of_handler() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ConsumerLoop(consumer=FakeConsumer(), producer=FakeProducer(), group="g")
+    with pytest.raises(ValueError, match="exactly one"):
+        ConsumerLoop(
+            consumer=FakeConsumer(),
+            producer=FakeProducer(),
+            handler=Scripted(),
+            batch_handler=ScriptedBatch(),
+            group="g",
+        )
