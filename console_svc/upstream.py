@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
+from payrail.admin.v1 import admin_pb2_grpc
 from payrail.auth.v1 import auth_pb2_grpc
 from payrail.insights.v1 import insights_pb2_grpc
 from payrail.payments.v1 import payments_pb2_grpc
@@ -83,6 +84,10 @@ class Edge:
         self.payments = payments_pb2_grpc.PaymentServiceStub(self.channel)
         self.insights = insights_pb2_grpc.InsightsServiceStub(self.channel)
         self.catalog = insights_pb2_grpc.BenefitCatalogServiceStub(self.channel)
+        # Operators only (the edge refuses other callers with PERMISSION_DENIED).
+        self.payment_admin = admin_pb2_grpc.PaymentAdminServiceStub(self.channel)
+        self.processing_admin = admin_pb2_grpc.ProcessingAdminServiceStub(self.channel)
+        self.operator = admin_pb2_grpc.OperatorServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -6,11 +6,14 @@ from redis.asyncio import Redis
 
 from gateway_svc.adapters.argon2_hasher import Argon2Hasher, Argon2Params
 from gateway_svc.adapters.kafka_notifier import KafkaNotifier
+from gateway_svc.adapters.operator_actions import PostgresOperatorActions
 from gateway_svc.adapters.postgres import PostgresAccountStore
 from gateway_svc.adapters.redis_store import RedisAttemptThrottle, RedisSessionCache
 from gateway_svc.api.auth import AUTHENTICATED_METHODS, AuthServicer
+from gateway_svc.api.operators import OperatorGuard, OperatorServicer, methods_of
 from gateway_svc.config import Settings
 from gateway_svc.service.accounts import Accounts, LoginLimits, RegisterLimits
+from payrail.admin.v1 import admin_pb2, admin_pb2_grpc
 from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
 from payrail.callbacks.v1 import callbacks_pb2
 from payrail.insights.v1 import insights_pb2
@@ -35,12 +38,32 @@ PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
 INSIGHTS = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"]
 CATALOG = insights_pb2.DESCRIPTOR.services_by_name["BenefitCatalogService"]
+PAYMENT_ADMIN = admin_pb2.DESCRIPTOR.services_by_name["PaymentAdminService"]
+PROCESSING_ADMIN = admin_pb2.DESCRIPTOR.services_by_name["ProcessingAdminService"]
+OPERATOR = admin_pb2.DESCRIPTOR.services_by_name["OperatorService"]
 SERVICE_NAMES = (
     AUTH.full_name,
     PAYMENTS.full_name,
     CALLBACKS.full_name,
     INSIGHTS.full_name,
     CATALOG.full_name,
+    PAYMENT_ADMIN.full_name,
+    PROCESSING_ADMIN.full_name,
+    OPERATOR.full_name,
+)
+# Operator RPCs (and the admin-only catalog): the admin role is checked here before
+# anything is forwarded, and again by the service that answers.
+ADMIN_METHODS = methods_of([PAYMENT_ADMIN, PROCESSING_ADMIN, OPERATOR, CATALOG])
+# What the audit trail records: every change, and every read across users' payments.
+AUDITED = frozenset(
+    {
+        f"/{PAYMENT_ADMIN.full_name}/UpdateGateway",
+        f"/{PAYMENT_ADMIN.full_name}/SearchPayments",
+        f"/{PAYMENT_ADMIN.full_name}/GetPaymentStory",
+        f"/{PROCESSING_ADMIN.full_name}/RedriveDeadLetter",
+        f"/{CATALOG.full_name}/PutBenefit",
+        f"/{CATALOG.full_name}/DeleteBenefit",
+    }
 )
 # Every PaymentService, InsightsService and BenefitCatalogService call and the
 # session-bound AuthService calls need a bearer token (the admin role for the catalog is
@@ -51,6 +74,9 @@ PROTECTED_METHODS = (
     | method_paths(AUTH, AUTHENTICATED_METHODS)
     | method_paths(INSIGHTS)
     | method_paths(CATALOG)
+    | method_paths(PAYMENT_ADMIN)
+    | method_paths(PROCESSING_ADMIN)
+    | method_paths(OPERATOR)
 )
 
 
@@ -124,6 +150,17 @@ async def build(settings: Settings) -> ServerHandle:
         edge_assertions=edge_assertions,
     )
     kafka = KafkaCheck(settings.kafka_bootstrap)
+    operator_actions = PostgresOperatorActions(pool)
+    operators = OperatorServicer(
+        operator_actions,
+        [
+            # Itself, through its own port, so the answer is what any client would see.
+            *([("gateway_svc", f"127.0.0.1:{settings.port}")] if settings.port else []),
+            ("payment_svc", settings.payment_target),
+            ("consumer_insights", settings.insights_target),
+            *settings.health_target_list(),
+        ],
+    )
     handle = create_server(
         host=settings.host,
         port=settings.port,
@@ -133,9 +170,16 @@ async def build(settings: Settings) -> ServerHandle:
             lambda s: forwarder.register(s, CALLBACKS),
             lambda s: insights_forwarder.register(s, INSIGHTS),
             lambda s: insights_forwarder.register(s, CATALOG),
+            lambda s: forwarder.register(s, PAYMENT_ADMIN),
+            lambda s: insights_forwarder.register(s, PROCESSING_ADMIN),
+            lambda s: admin_pb2_grpc.add_OperatorServiceServicer_to_server(operators, s),
         ],
         service_names=SERVICE_NAMES,
-        interceptors=[authenticator.interceptor(PROTECTED_METHODS)],
+        interceptors=[
+            authenticator.interceptor(PROTECTED_METHODS),
+            # After authentication (it needs the caller): role, then the audit record.
+            OperatorGuard(operator_actions, admin_methods=ADMIN_METHODS, audited=AUDITED),
+        ],
     )
     monitor = DependencyMonitor(
         handle.health,
@@ -153,6 +197,7 @@ async def build(settings: Settings) -> ServerHandle:
     async def close_channel() -> None:
         await channel.close()
         await insights_channel.close()
+        await operators.close()
 
     notifier.start()
     handle.on_stop.extend(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from payrail_common.config import env_int, env_str, service_fields
+from payrail_common.config import ConfigError, env_int, env_str, service_fields
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,12 @@ class Settings:
     # Internal address of consumer_svc's insights process (InsightsService and
     # BenefitCatalogService); payments never depend on it.
     insights_target: str = "127.0.0.1:50054"
+    # Besides itself, payment_svc and insights: the components whose health
+    # OperatorService.GetPlatformHealth reports, "name=host:port,..." ("-" for none).
+    health_targets: str = (
+        "consumer_svc=127.0.0.1:50053,sandbox_json=127.0.0.1:50061,"
+        "sandbox_soap=127.0.0.1:50062,console_svc=127.0.0.1:50055"
+    )
     # Upper bound on the deadline of every forwarded unary call.
     upstream_deadline_ms: int = 5000
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
@@ -58,6 +64,18 @@ class Settings:
     shutdown_grace_s: int = 10
     log_level: str = "INFO"
 
+    def health_target_list(self) -> list[tuple[str, str]]:
+        """health_targets as (name, address) pairs; ConfigError when malformed."""
+        pairs: list[tuple[str, str]] = []
+        if self.health_targets.strip() == "-":
+            return pairs
+        for item in filter(None, (part.strip() for part in self.health_targets.split(","))):
+            name, sep, target = item.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise ConfigError(f"PAYRAIL_HEALTH_TARGETS: {item!r} is not name=host:port")
+            pairs.append((name.strip(), target.strip()))
+        return pairs
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         d = cls()
@@ -65,6 +83,7 @@ class Settings:
             **service_fields("GATEWAY", d, env),
             payment_target=env_str("PAYRAIL_PAYMENT_TARGET", d.payment_target, env),
             insights_target=env_str("PAYRAIL_INSIGHTS_TARGET", d.insights_target, env),
+            health_targets=env_str("PAYRAIL_HEALTH_TARGETS", d.health_targets, env),
             upstream_deadline_ms=env_int(
                 "PAYRAIL_UPSTREAM_DEADLINE_MS",
                 d.upstream_deadline_ms,

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
+from payment_svc.adapters.admin_queries import AdminQueries
 from payment_svc.adapters.admission import UnsettledBacklogGate
 from payment_svc.adapters.change_feed import ChangeFeed
 from payment_svc.adapters.gateway_crypto import SdkGatewayCrypto
@@ -19,6 +20,7 @@ from payment_svc.adapters.postgres import PostgresPaymentRepository
 from payment_svc.adapters.processing import PostgresProcessingRepository, PostgresSweeper
 from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
 from payment_svc.adapters.verification import PostgresVerificationRepository
+from payment_svc.api.admin import PaymentAdminServicer
 from payment_svc.api.ops import CallbackServicer, PaymentOpsServicer
 from payment_svc.api.servicers import PaymentServicer
 from payment_svc.config import Settings
@@ -29,6 +31,7 @@ from payment_svc.service.payments import Payments
 from payment_svc.service.processing import JanitorPolicy, Processing
 from payment_svc.service.verification import Verifications
 from payment_svc.vault import CardVault
+from payrail.admin.v1 import admin_pb2, admin_pb2_grpc
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2, payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2, payments_pb2_grpc
@@ -46,7 +49,8 @@ from payrail_common.tokens import KeyRing, TokenPolicy, parse_key_spec
 PAYMENTS = payments_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 CALLBACKS = callbacks_pb2.DESCRIPTOR.services_by_name["CallbackService"]
 OPS = payment_ops_pb2.DESCRIPTOR.services_by_name["PaymentOpsService"]
-SERVICE_NAMES = (PAYMENTS.full_name, CALLBACKS.full_name, OPS.full_name)
+ADMIN = admin_pb2.DESCRIPTOR.services_by_name["PaymentAdminService"]
+SERVICE_NAMES = (PAYMENTS.full_name, CALLBACKS.full_name, OPS.full_name, ADMIN.full_name)
 
 
 log = logging.getLogger(__name__)
@@ -171,10 +175,14 @@ async def build(settings: Settings) -> ServerHandle:
             lambda s: payment_ops_pb2_grpc.add_PaymentOpsServiceServicer_to_server(
                 PaymentOpsServicer(processing, verifications), s
             ),
+            # Operators (admin role, checked by the servicer), forwarded by the edge.
+            lambda s: admin_pb2_grpc.add_PaymentAdminServiceServicer_to_server(
+                PaymentAdminServicer(AdminQueries(pool)), s
+            ),
         ],
         service_names=SERVICE_NAMES,
         interceptors=[
-            authenticator.interceptor(method_paths(PAYMENTS)),
+            authenticator.interceptor(method_paths(PAYMENTS) | method_paths(ADMIN)),
             ServiceTokenAuthenticator(
                 read_secret_file(Path(settings.internal_token_file))
             ).interceptor(method_paths(OPS)),

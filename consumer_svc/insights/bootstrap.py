@@ -8,11 +8,13 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer_svc.consuming import ConsumerLoop, start_group
+from consumer_svc.insights.admin import ProcessingAdminServicer
 from consumer_svc.insights.api import BenefitCatalogServicer, InsightsServicer
 from consumer_svc.insights.config import BENEFITS, LOYALTY, Settings
 from consumer_svc.insights.handlers import EVENTS_TOPIC, BenefitsHandler, LoyaltyHandler
 from consumer_svc.insights.lag import LagReporter
 from consumer_svc.insights.store import InsightsStore
+from payrail.admin.v1 import admin_pb2, admin_pb2_grpc
 from payrail.insights.v1 import insights_pb2, insights_pb2_grpc
 from payrail_common import pg
 from payrail_common.authn import Authenticator, method_paths
@@ -25,7 +27,9 @@ from payrail_common.tokens import KeyRing, TokenPolicy
 
 INSIGHTS = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"]
 CATALOG = insights_pb2.DESCRIPTOR.services_by_name["BenefitCatalogService"]
-SERVICE_NAMES = (INSIGHTS.full_name, CATALOG.full_name)
+# Operators' view of the processing pipeline (risk decisions, dead letters); admin only.
+PROCESSING_ADMIN = admin_pb2.DESCRIPTOR.services_by_name["ProcessingAdminService"]
+SERVICE_NAMES = (INSIGHTS.full_name, CATALOG.full_name, PROCESSING_ADMIN.full_name)
 
 
 async def _start_group(
@@ -82,9 +86,16 @@ async def build(settings: Settings) -> ServerHandle:
             lambda s: insights_pb2_grpc.add_BenefitCatalogServiceServicer_to_server(
                 BenefitCatalogServicer(store), s
             ),
+            lambda s: admin_pb2_grpc.add_ProcessingAdminServiceServicer_to_server(
+                ProcessingAdminServicer(pool, kafka_bootstrap=settings.kafka_bootstrap), s
+            ),
         ],
         service_names=SERVICE_NAMES,
-        interceptors=[authenticator.interceptor(method_paths(INSIGHTS) | method_paths(CATALOG))],
+        interceptors=[
+            authenticator.interceptor(
+                method_paths(INSIGHTS) | method_paths(CATALOG) | method_paths(PROCESSING_ADMIN)
+            )
+        ],
     )
     monitor = DependencyMonitor(
         handle.health,

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from payrail.admin.v1 import admin_pb2, admin_pb2_grpc
+from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
+from tests.conftest import ROOT
 from tests.e2e.conftest import Running
 from tests.e2e.console_browser import (
     ConsoleProcess,
@@ -40,6 +46,9 @@ def service_env() -> dict[str, str]:
         "PAYRAIL_RISK_VELOCITY_MAX_PER_CARD": "50",
         "PAYRAIL_RISK_VELOCITY_MAX_PER_USER": "50",
         "PAYRAIL_RISK_AMOUNT_FACTOR": "1000000",
+        # Only the components this module starts (the edge, payment_svc, insights): the
+        # default extra targets are the ports of `make up`, not this module's.
+        "PAYRAIL_HEALTH_TARGETS": "-",
     }
 
 
@@ -377,3 +386,159 @@ def test_the_wallet_works_at_phone_width(console: ConsoleProcess, browser: Brows
         screenshot(page, "payment-form-phone")
     finally:
         context.close()
+
+
+def make_operator(page: Page, console: ConsoleProcess) -> str:
+    """A new account, made admin with the operator CLI, then logged in again."""
+    email = register(page, console.url, unique_email("operator"))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway_svc.admin", "grant", email],
+        cwd=ROOT,
+        env=console.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, console.url, email)
+    return email
+
+
+def held_payment(page: Page, url: str) -> str:
+    """Seoul, then New York with the same card: the second is held for verification."""
+    card = fresh_card()
+    pay(page, url, kind="purchase", amount="12.00", card=card, place=SEOUL)
+    expect(page.locator("#timeline li[data-status=completed]")).to_be_visible(timeout=30_000)
+    payment_id = pay(page, url, kind="purchase", amount="12.00", card=card, place=NEW_YORK)
+    expect(page.locator("#verify")).to_be_visible(timeout=30_000)
+    return payment_id
+
+
+def test_an_operator_finds_a_held_payment_and_reads_why(
+    console: ConsoleProcess, browser: Browser, context: BrowserContext
+) -> None:
+    customer = context.new_page()
+    register(customer, console.url)
+    payment_id = held_payment(customer, console.url)
+
+    ops_context = new_context(browser)
+    try:
+        page = ops_context.new_page()
+        operator = make_operator(page, console)
+        page.get_by_role("link", name="Operations").click()
+        page.locator(".tiles").get_by_role("link", name="Payments").click()
+        page.get_by_label("Payment id").fill(payment_id)
+        page.get_by_label("Status").select_option("requires_verification")
+        page.get_by_role("button", name="Search").click()
+        row = page.locator(f"tr[data-payment-id='{payment_id}']")
+        expect(row).to_have_count(1)
+        screenshot(page, "ops-search")
+        row.get_by_role("link").first.click()
+        expect(page.locator("#held-because")).to_contain_text("impossible_travel")
+        risk = page.locator("#risk")
+        expect(risk.locator("[data-decision=REVIEW]")).to_be_visible()
+        expect(risk.locator("tr.finding").filter(has_text="impossible_travel")).to_be_visible()
+        expect(page.get_by_role("heading", name="Events")).to_be_visible()
+        expect(page.get_by_text("payment.created")).to_be_visible()
+        expect(page.locator("main")).not_to_contain_text("4242424242424242")
+        screenshot(page, "ops-story")
+
+        # The looks at a customer's payment are in the audit trail, under this operator.
+        page.goto(f"{console.url}/ops/audit")
+        story = page.locator("tr.action[data-method=GetPaymentStory]").filter(has_text=payment_id)
+        expect(story.first).to_contain_text(operator)
+        expect(story.first).to_contain_text("OK")
+    finally:
+        ops_context.close()
+
+
+def test_operator_changes_are_recorded(console: ConsoleProcess, context: BrowserContext) -> None:
+    page = context.new_page()
+    operator = make_operator(page, console)
+    page.goto(f"{console.url}/ops/gateways")
+    soap = page.locator("tr[data-gateway=sandbox-soap]")
+    expect(soap.locator(".state")).to_have_text("Enabled")
+    soap.get_by_role("button", name="Disable sandbox-soap").click()
+    expect(soap.locator(".state")).to_have_text("Disabled")
+    screenshot(page, "ops-gateways")
+    soap.get_by_role("button", name="Enable sandbox-soap").click()
+    expect(soap.locator(".state")).to_have_text("Enabled")
+    soap.get_by_label("Priority of sandbox-soap").fill("21")
+    soap.get_by_role("button", name="Save").click()
+    expect(soap.get_by_label("Priority of sandbox-soap")).to_have_value("21")
+    soap.get_by_label("Priority of sandbox-soap").fill("20")
+    soap.get_by_role("button", name="Save").click()
+
+    page.goto(f"{console.url}/ops/catalog")
+    page.get_by_label("Brand").select_option("discover")
+    page.get_by_label("Category code (or *)").fill("5999")
+    page.get_by_label("Rate (basis points)").fill("150")
+    page.get_by_label("Description").fill("console e2e")
+    page.get_by_role("button", name="Save benefit").click()
+    added = page.locator("tr").filter(has_text="console e2e")
+    expect(added).to_contain_text("1.50%")
+    added.get_by_role("button", name="Remove").click()
+    expect(page.locator("tr").filter(has_text="console e2e")).to_have_count(0)
+
+    page.goto(f"{console.url}/ops/audit")
+    updates = page.locator("tr.action[data-method=UpdateGateway]").filter(has_text=operator)
+    expect(updates).to_have_count(4)
+    expect(updates.first).to_contain_text("sandbox-soap")
+    expect(
+        page.locator("tr.action[data-method=PutBenefit]").filter(has_text=operator)
+    ).to_have_count(1)
+    expect(
+        page.locator("tr.action[data-method=DeleteBenefit]").filter(has_text=operator)
+    ).to_have_count(1)
+    screenshot(page, "ops-audit")
+
+    page.goto(f"{console.url}/ops/health")
+    expect(page.locator("[data-component=gateway_svc]")).to_contain_text("SERVING")
+    expect(page.locator("[data-component=payment_svc]")).to_contain_text("postgres")
+    screenshot(page, "ops-health")
+    response = page.goto(f"{console.url}/ops/dead-letters")
+    assert response is not None
+    assert response.status == 200
+    expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+
+
+def test_the_admin_rpcs_refuse_a_customer(console: ConsoleProcess, services: list[Running]) -> None:
+    gateway = next(s for s in services if s.name == "gateway")
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        email = unique_email("customer")
+        auth.Register(
+            auth_pb2.RegisterRequest(
+                email=email, password=PASSWORD, first_name="Ada", last_name="Lovelace"
+            ),
+            timeout=10,
+        )
+        tokens = auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD), timeout=10)
+        metadata = (("authorization", f"Bearer {tokens.access_token}"),)
+        calls = [
+            (
+                admin_pb2_grpc.PaymentAdminServiceStub(channel).SearchPayments,
+                admin_pb2.SearchPaymentsRequest(),
+            ),
+            (
+                admin_pb2_grpc.PaymentAdminServiceStub(channel).UpdateGateway,
+                admin_pb2.UpdateGatewayRequest(gateway_id="sandbox-json", enabled=False),
+            ),
+            (
+                admin_pb2_grpc.ProcessingAdminServiceStub(channel).ListDeadLetters,
+                admin_pb2.ListDeadLettersRequest(),
+            ),
+            (
+                admin_pb2_grpc.OperatorServiceStub(channel).ListOperatorActions,
+                admin_pb2.ListOperatorActionsRequest(),
+            ),
+        ]
+        for call, request in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                call(request, metadata=metadata, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.RpcError) as anonymous:
+                call(request, timeout=10)
+            assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
