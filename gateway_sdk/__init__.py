@@ -2,8 +2,9 @@
 
 It decodes the requests payrail publishes on ``gateway.<gateway_id>.requests`` in the
 gateway's wire format (``formats``), opens the card sealed to the gateway's X25519 key
-(``sealing``), encodes the outcome and signs it for ``CallbackService/ReportResult``
-(``signing``). It does no network I/O: bring your own Kafka consumer and gRPC channel.
+(``sealing``), encodes the outcome (or a batch of outcomes) and signs it for
+``CallbackService/ReportResult`` (``ReportResults`` for a batch) (``signing``). It does
+no network I/O: bring your own Kafka consumer and gRPC channel (or use ``runtime``).
 docs/callbacks.md specifies the signature and the envelope for other languages.
 
 The shape of a gateway::
@@ -52,6 +53,8 @@ from __future__ import annotations
 from gateway_sdk import formats
 from gateway_sdk.formats import get as get_format
 from gateway_sdk.formats.base import (
+    BATCH_ENCODED_MAX_BYTES,
+    BATCH_RESULTS_MAX,
     FormatError,
     GatewayMerchant,
     GatewayRequest,
@@ -89,6 +92,8 @@ from gateway_sdk.signing import (
 )
 
 __all__ = [
+    "BATCH_ENCODED_MAX_BYTES",
+    "BATCH_RESULTS_MAX",
     "SIGNATURE_HEADER",
     "TOLERANCE_S",
     "CallbackSecret",

@@ -6,14 +6,16 @@ check every field on construction, so a decoder only has to turn its format into
 values of the right type: anything out of range becomes a :class:`FormatError` naming the
 field, never echoing its value.
 
-A format module turns these two dataclasses into bytes and back, and nothing else: no
-other module knows what a format looks like on the wire.
+A format module turns these two dataclasses into bytes and back (and a batch of results,
+for ``CallbackService/ReportResults``), and nothing else: no other module knows what a
+format looks like on the wire.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, get_args
 
@@ -27,6 +29,13 @@ OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 # Every encoded request or result; the largest legitimate request is under 8 KiB even
 # with every text field at its maximum in 4-byte characters and XML escaping.
 ENCODED_MAX_BYTES: Final = 16_384
+# A batch of results (CallbackService/ReportResults): at most this many results and
+# bytes. An ordinary result is about 300 bytes in JSON and 700 in SOAP, so a full batch
+# of them fits with room to spare; results with every text field at its maximum take a
+# few KiB each, and a gateway sending such results sends fewer per batch (the SDK's
+# client halves a batch its format cannot encode within the bound).
+BATCH_RESULTS_MAX: Final = 500
+BATCH_ENCODED_MAX_BYTES: Final = 1_048_576
 ID_MAX_CHARS: Final = 128
 DESCRIPTION_MAX_CHARS: Final = 500
 FAILURE_CODE_MAX_CHARS: Final = 64
@@ -266,18 +275,47 @@ class WireFormat(Protocol):
 
     def decode_result(self, data: bytes) -> GatewayResult: ...
 
+    def encode_results(self, results: Sequence[GatewayResult]) -> bytes:
+        """A batch of 1 to :data:`BATCH_RESULTS_MAX` results, in order; ``oversized``
+        when it would exceed :data:`BATCH_ENCODED_MAX_BYTES` (send fewer per batch)."""
+        ...
 
-def check_encoded(data: bytes) -> bytes:
+    def decode_results(self, data: bytes) -> tuple[GatewayResult, ...]:
+        """The results of a batch, in order; every result checked like one alone."""
+        ...
+
+
+def check_encoded(data: bytes, *, max_bytes: int = ENCODED_MAX_BYTES) -> bytes:
     """The checks every decoder starts with (and every encoder ends with): bytes, and
-    not more than :data:`ENCODED_MAX_BYTES` of them."""
+    not more than ``max_bytes`` (:data:`ENCODED_MAX_BYTES` for one message) of them."""
     if not isinstance(data, bytes):
         raise TypeError("a wire message is bytes")
-    if len(data) > ENCODED_MAX_BYTES:
+    if len(data) > max_bytes:
         raise FormatError("oversized")
     return data
 
 
+def check_batch_encoded(data: bytes) -> bytes:
+    """:func:`check_encoded` for a batch of results."""
+    return check_encoded(data, max_bytes=BATCH_ENCODED_MAX_BYTES)
+
+
+def check_batch(results: Sequence[GatewayResult]) -> tuple[GatewayResult, ...]:
+    """The results of a batch, checked for count and type (encoders and decoders both:
+    an empty batch or one of more than :data:`BATCH_RESULTS_MAX` is refused)."""
+    items: object = results  # checked at run time too: callers may not be type-checked
+    if not isinstance(items, list | tuple):
+        raise TypeError("a batch is a list or tuple of GatewayResult")
+    if not 1 <= len(items) <= BATCH_RESULTS_MAX:
+        raise FormatError("invalid_field", "results")
+    if not all(isinstance(result, GatewayResult) for result in items):
+        raise TypeError("a batch is a list or tuple of GatewayResult")
+    return tuple(results)
+
+
 __all__ = [
+    "BATCH_ENCODED_MAX_BYTES",
+    "BATCH_RESULTS_MAX",
     "ENCODED_MAX_BYTES",
     "KINDS",
     "OUTCOMES",
@@ -291,5 +329,7 @@ __all__ = [
     "Outcome",
     "WireFormat",
     "as_outcome",
+    "check_batch",
+    "check_batch_encoded",
     "check_encoded",
 ]

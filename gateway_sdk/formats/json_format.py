@@ -15,6 +15,11 @@ A request::
      "occur_time":1700000000,"outcome":"APPROVED","payment_id":"..."}
 
 ``failure_code``, ``failure_message`` and ``gateway_reference`` may be absent (empty).
+A batch of results is an object whose ``results`` key holds a list of 1 to 500 result
+objects, applied in list order::
+
+    {"results":[{"event_id":"...",...},{"event_id":"...",...}]}
+
 Decoding is strict: integers are JSON integers (not ``1.0``, not ``"1"``, not ``true``),
 strings are strings, a key appears at most once, NaN and Infinity are refused. Unknown
 keys are ignored so payrail can add fields without breaking deployed gateways.
@@ -23,15 +28,19 @@ keys are ignored so payrail can add fields without breaking deployed gateways.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from gateway_sdk.formats.base import (
+    BATCH_ENCODED_MAX_BYTES,
+    ENCODED_MAX_BYTES,
     FormatError,
     GatewayMerchant,
     GatewayRequest,
     GatewayResult,
     MaskedCard,
+    check_batch,
+    check_batch_encoded,
     check_encoded,
 )
 from gateway_sdk.sealing import SealedCard, SealingError
@@ -64,9 +73,9 @@ def dumps(document: Mapping[str, Any]) -> bytes:
     ).encode("utf-8")
 
 
-def loads_object(data: bytes) -> dict[str, Any]:
-    """A bounded, strict parse of one JSON object."""
-    check_encoded(data)
+def loads_object(data: bytes, *, max_bytes: int = ENCODED_MAX_BYTES) -> dict[str, Any]:
+    """A bounded (``max_bytes``), strict parse of one JSON object."""
+    check_encoded(data, max_bytes=max_bytes)
     try:
         document = json.loads(
             data.decode("utf-8"),
@@ -185,6 +194,18 @@ def result_from_document(document: Mapping[str, Any]) -> GatewayResult:
     )
 
 
+def results_from_document(document: Mapping[str, Any]) -> tuple[GatewayResult, ...]:
+    items = _field(document, "results", "results")
+    if not isinstance(items, list):
+        raise FormatError("invalid_field", "results")
+    decoded = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise FormatError("invalid_field", "results")
+        decoded.append(result_from_document(item))
+    return check_batch(decoded)
+
+
 class JsonFormat:
     """See the module docstring for the exact shape."""
 
@@ -202,6 +223,13 @@ class JsonFormat:
 
     def decode_result(self, data: bytes) -> GatewayResult:
         return result_from_document(loads_object(data))
+
+    def encode_results(self, results: Sequence[GatewayResult]) -> bytes:
+        batch = check_batch(results)
+        return check_batch_encoded(dumps({"results": [result_to_document(r) for r in batch]}))
+
+    def decode_results(self, data: bytes) -> tuple[GatewayResult, ...]:
+        return results_from_document(loads_object(data, max_bytes=BATCH_ENCODED_MAX_BYTES))
 
 
 FORMAT: Final = JsonFormat()

@@ -2,7 +2,9 @@
 
 Results are ``payrail.callbacks.v1.GatewayResult`` in the protobuf binary encoding:
 ``outcome`` is the ``OUTCOME_*`` enum, ``occur_time`` a ``google.protobuf.Timestamp``
-(sub-second ``nanos`` are accepted and dropped: payrail keeps whole seconds).
+(sub-second ``nanos`` are accepted and dropped: payrail keeps whole seconds). A batch of
+results is ``payrail.callbacks.v1.GatewayResultBatch``: ``repeated GatewayResult
+results = 1``, 1 to 500 of them, applied in order.
 
 Requests: payrail's contracts define no protobuf message for a gateway request, and
 this SDK does not invent one outside ``protos/``. Until such a message exists, a
@@ -13,6 +15,7 @@ this SDK does not invent one outside ``protos/``. Until such a message exists, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from google.protobuf.message import DecodeError
@@ -23,6 +26,8 @@ from gateway_sdk.formats.base import (
     GatewayRequest,
     GatewayResult,
     Outcome,
+    check_batch,
+    check_batch_encoded,
     check_encoded,
 )
 from payrail.callbacks.v1 import callbacks_pb2
@@ -99,6 +104,20 @@ class ProtobufFormat:
         except DecodeError:
             raise FormatError("malformed") from None
         return result_from_pb(message)
+
+    def encode_results(self, results: Sequence[GatewayResult]) -> bytes:
+        batch = callbacks_pb2.GatewayResultBatch(
+            results=[result_to_pb(r) for r in check_batch(results)]
+        )
+        return check_batch_encoded(batch.SerializeToString(deterministic=True))
+
+    def decode_results(self, data: bytes) -> tuple[GatewayResult, ...]:
+        check_batch_encoded(data)
+        try:
+            batch = callbacks_pb2.GatewayResultBatch.FromString(data)
+        except DecodeError:
+            raise FormatError("malformed") from None
+        return check_batch([result_from_pb(message) for message in batch.results])
 
 
 FORMAT: Final = ProtobufFormat()

@@ -24,6 +24,15 @@ A request (white space added here for reading; the encoder emits none)::
 ``card``, ``sealed_card`` and ``merchant`` are left out when there is none. A result is
 ``<pr:GatewayResult>`` with ``event_id``, ``payment_id``, ``outcome``, ``failure_code``,
 ``failure_message``, ``gateway_reference`` and ``occur_time`` (unix seconds) children.
+A batch of results is ``<pr:GatewayResultBatch>`` holding 1 to 500 ``<pr:GatewayResult>``
+elements, each exactly as above, applied in document order::
+
+    <soap:Envelope ...><soap:Body><pr:GatewayResultBatch>
+      <pr:GatewayResult>...</pr:GatewayResult> <pr:GatewayResult>...</pr:GatewayResult>
+    </pr:GatewayResultBatch></soap:Body></soap:Envelope>
+
+Inside the batch, elements of another namespace are ignored like unknown fields, and any
+other element of payrail's namespace is refused.
 Element names and values are those of the ``json`` format; integers are decimal
 without sign or leading zeros; text is never trimmed.
 
@@ -39,19 +48,22 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as defused_et
 
 from gateway_sdk.formats.base import (
+    BATCH_ENCODED_MAX_BYTES,
+    ENCODED_MAX_BYTES,
     FormatError,
     GatewayMerchant,
     GatewayRequest,
     GatewayResult,
     MaskedCard,
     as_outcome,
+    check_batch,
     check_encoded,
 )
 from gateway_sdk.sealing import SealedCard, SealingError
@@ -83,15 +95,17 @@ def _envelope(message: str) -> tuple[ET.Element, ET.Element]:
     return root, ET.SubElement(body, f"pr:{message}")
 
 
-def _serialize(root: ET.Element) -> bytes:
-    return check_encoded(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+def _serialize(root: ET.Element, *, max_bytes: int = ENCODED_MAX_BYTES) -> bytes:
+    return check_encoded(
+        ET.tostring(root, encoding="utf-8", xml_declaration=True), max_bytes=max_bytes
+    )
 
 
 # -------------------------------------------------------------------------- decoding
 
 
-def _parse(data: bytes) -> ET.Element:
-    check_encoded(data)
+def _parse(data: bytes, *, max_bytes: int = ENCODED_MAX_BYTES) -> ET.Element:
+    check_encoded(data, max_bytes=max_bytes)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -109,8 +123,8 @@ def _parse(data: bytes) -> ET.Element:
         raise FormatError("malformed") from None
 
 
-def _message(data: bytes, name: str) -> ET.Element:
-    root = _parse(data)
+def _message(data: bytes, name: str, *, max_bytes: int = ENCODED_MAX_BYTES) -> ET.Element:
+    root = _parse(data, max_bytes=max_bytes)
     if root.tag != f"{_ENV}Envelope":
         raise FormatError("malformed", "Envelope")
     children = list(root)
@@ -229,27 +243,53 @@ class SoapFormat:
         if not isinstance(result, GatewayResult):
             raise TypeError("encode_result takes a GatewayResult")
         root, message = _envelope("GatewayResult")
-        _add(message, "event_id", result.event_id)
-        _add(message, "payment_id", result.payment_id)
-        _add(message, "outcome", result.outcome)
-        _add(message, "failure_code", result.failure_code)
-        _add(message, "failure_message", result.failure_message)
-        _add(message, "gateway_reference", result.gateway_reference)
-        _add(message, "occur_time", result.occur_time)
+        _add_result(message, result)
         return _serialize(root)
 
     def decode_result(self, data: bytes) -> GatewayResult:
-        fields = _fields(_message(data, "GatewayResult"), "")
-        outcome = as_outcome(_text(fields, "outcome", "outcome"))
-        return GatewayResult(
-            event_id=_text(fields, "event_id", "event_id"),
-            payment_id=_text(fields, "payment_id", "payment_id"),
-            outcome=outcome,
-            failure_code=_text(fields, "failure_code", "failure_code", default=""),
-            failure_message=_text(fields, "failure_message", "failure_message", default=""),
-            gateway_reference=_text(fields, "gateway_reference", "gateway_reference", default=""),
-            occur_time=_int(fields, "occur_time", "occur_time"),
-        )
+        return _result(_message(data, "GatewayResult"))
+
+    def encode_results(self, results: Sequence[GatewayResult]) -> bytes:
+        batch = check_batch(results)
+        root, message = _envelope("GatewayResultBatch")
+        for result in batch:
+            _add_result(ET.SubElement(message, "pr:GatewayResult"), result)
+        return _serialize(root, max_bytes=BATCH_ENCODED_MAX_BYTES)
+
+    def decode_results(self, data: bytes) -> tuple[GatewayResult, ...]:
+        batch = _message(data, "GatewayResultBatch", max_bytes=BATCH_ENCODED_MAX_BYTES)
+        decoded = []
+        for child in batch:
+            if not isinstance(child.tag, str) or not child.tag.startswith(_PR):
+                continue  # another namespace: an extension this version does not read
+            if child.tag != f"{_PR}GatewayResult":
+                raise FormatError("malformed", "results")
+            decoded.append(_result(child))
+        return check_batch(decoded)
+
+
+def _add_result(message: ET.Element, result: GatewayResult) -> None:
+    _add(message, "event_id", result.event_id)
+    _add(message, "payment_id", result.payment_id)
+    _add(message, "outcome", result.outcome)
+    _add(message, "failure_code", result.failure_code)
+    _add(message, "failure_message", result.failure_message)
+    _add(message, "gateway_reference", result.gateway_reference)
+    _add(message, "occur_time", result.occur_time)
+
+
+def _result(element: ET.Element) -> GatewayResult:
+    fields = _fields(element, "")
+    outcome = as_outcome(_text(fields, "outcome", "outcome"))
+    return GatewayResult(
+        event_id=_text(fields, "event_id", "event_id"),
+        payment_id=_text(fields, "payment_id", "payment_id"),
+        outcome=outcome,
+        failure_code=_text(fields, "failure_code", "failure_code", default=""),
+        failure_message=_text(fields, "failure_message", "failure_message", default=""),
+        gateway_reference=_text(fields, "gateway_reference", "gateway_reference", default=""),
+        occur_time=_int(fields, "occur_time", "occur_time"),
+    )
 
 
 FORMAT: Final = SoapFormat()

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$payrail/callbacks/v1/callbacks.proto\x12\x14payrail.callbacks.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\rGatewayResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.payrail.callbacks.v1.Outcome\x12\x14\n\x0c\x66\x61ilure_code\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x05 \x01(\t\x12\x19\n\x11gateway_reference\x18\x06 \x01(\t\x12.\n\noccur_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13ReportResultRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"=\n\x14ReportResultResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08*N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_APPROVED\x10\x01\x12\x14\n\x10OUTCOME_DECLINED\x10\x02\x32x\n\x0f\x43\x61llbackService\x12\x65\n\x0cReportResult\x12).payrail.callbacks.v1.ReportResultRequest\x1a*.payrail.callbacks.v1.ReportResultResponseBDZBgithub.com/payrail/payrail/gen/go/payrail/callbacks/v1;callbacksv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$payrail/callbacks/v1/callbacks.proto\x12\x14payrail.callbacks.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n\rGatewayResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12.\n\x07outcome\x18\x03 \x01(\x0e\x32\x1d.payrail.callbacks.v1.Outcome\x12\x14\n\x0c\x66\x61ilure_code\x18\x04 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x05 \x01(\t\x12\x19\n\x11gateway_reference\x18\x06 \x01(\t\x12.\n\noccur_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x12GatewayResultBatch\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.payrail.callbacks.v1.GatewayResult\":\n\x13ReportResultRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"=\n\x14ReportResultResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"P\n\x14ReportResultsRequest\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x13\n\x0brequest_ids\x18\x03 \x03(\t\"\x9f\x01\n\x0eReportedResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12<\n\x0b\x64isposition\x18\x03 \x01(\x0e\x32\'.payrail.callbacks.v1.ResultDisposition\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x16\n\x0epayment_status\x18\x05 \x01(\t\"N\n\x15ReportResultsResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.payrail.callbacks.v1.ReportedResult*N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_APPROVED\x10\x01\x12\x14\n\x10OUTCOME_DECLINED\x10\x02*\xbc\x01\n\x11ResultDisposition\x12\"\n\x1eRESULT_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRESULT_DISPOSITION_APPLIED\x10\x01\x12 \n\x1cRESULT_DISPOSITION_DUPLICATE\x10\x02\x12 \n\x1cRESULT_DISPOSITION_NOT_FOUND\x10\x03\x12\x1f\n\x1bRESULT_DISPOSITION_CONFLICT\x10\x04\x32\xe2\x01\n\x0f\x43\x61llbackService\x12\x65\n\x0cReportResult\x12).payrail.callbacks.v1.ReportResultRequest\x1a*.payrail.callbacks.v1.ReportResultResponse\x12h\n\rReportResults\x12*.payrail.callbacks.v1.ReportResultsRequest\x1a+.payrail.callbacks.v1.ReportResultsResponseBDZBgithub.com/payrail/payrail/gen/go/payrail/callbacks/v1;callbacksv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payrail.callbacks.v1.callba
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/payrail/payrail/gen/go/payrail/callbacks/v1;callbacksv1'
-  _globals['_OUTCOME']._serialized_start=444
-  _globals['_OUTCOME']._serialized_end=522
+  _globals['_OUTCOME']._serialized_start=844
+  _globals['_OUTCOME']._serialized_end=922
+  _globals['_RESULTDISPOSITION']._serialized_start=925
+  _globals['_RESULTDISPOSITION']._serialized_end=1113
   _globals['_GATEWAYRESULT']._serialized_start=96
   _globals['_GATEWAYRESULT']._serialized_end=319
-  _globals['_REPORTRESULTREQUEST']._serialized_start=321
-  _globals['_REPORTRESULTREQUEST']._serialized_end=379
-  _globals['_REPORTRESULTRESPONSE']._serialized_start=381
-  _globals['_REPORTRESULTRESPONSE']._serialized_end=442
-  _globals['_CALLBACKSERVICE']._serialized_start=524
-  _globals['_CALLBACKSERVICE']._serialized_end=644
+  _globals['_GATEWAYRESULTBATCH']._serialized_start=321
+  _globals['_GATEWAYRESULTBATCH']._serialized_end=395
+  _globals['_REPORTRESULTREQUEST']._serialized_start=397
+  _globals['_REPORTRESULTREQUEST']._serialized_end=455
+  _globals['_REPORTRESULTRESPONSE']._serialized_start=457
+  _globals['_REPORTRESULTRESPONSE']._serialized_end=518
+  _globals['_REPORTRESULTSREQUEST']._serialized_start=520
+  _globals['_REPORTRESULTSREQUEST']._serialized_end=600
+  _globals['_REPORTEDRESULT']._serialized_start=603
+  _globals['_REPORTEDRESULT']._serialized_end=762
+  _globals['_REPORTRESULTSRESPONSE']._serialized_start=764
+  _globals['_REPORTRESULTSRESPONSE']._serialized_end=842
+  _globals['_CALLBACKSERVICE']._serialized_start=1116
+  _globals['_CALLBACKSERVICE']._serialized_end=1342
 # @@protoc_insertion_point(module_scope)

@@ -2,10 +2,11 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -15,9 +16,22 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
     OUTCOME_APPROVED: _ClassVar[Outcome]
     OUTCOME_DECLINED: _ClassVar[Outcome]
+
+class ResultDisposition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESULT_DISPOSITION_UNSPECIFIED: _ClassVar[ResultDisposition]
+    RESULT_DISPOSITION_APPLIED: _ClassVar[ResultDisposition]
+    RESULT_DISPOSITION_DUPLICATE: _ClassVar[ResultDisposition]
+    RESULT_DISPOSITION_NOT_FOUND: _ClassVar[ResultDisposition]
+    RESULT_DISPOSITION_CONFLICT: _ClassVar[ResultDisposition]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_APPROVED: Outcome
 OUTCOME_DECLINED: Outcome
+RESULT_DISPOSITION_UNSPECIFIED: ResultDisposition
+RESULT_DISPOSITION_APPLIED: ResultDisposition
+RESULT_DISPOSITION_DUPLICATE: ResultDisposition
+RESULT_DISPOSITION_NOT_FOUND: ResultDisposition
+RESULT_DISPOSITION_CONFLICT: ResultDisposition
 
 class GatewayResult(_message.Message):
     __slots__ = ("event_id", "payment_id", "outcome", "failure_code", "failure_message", "gateway_reference", "occur_time")
@@ -37,6 +51,12 @@ class GatewayResult(_message.Message):
     occur_time: _timestamp_pb2.Timestamp
     def __init__(self, event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., gateway_reference: _Optional[str] = ..., occur_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class GatewayResultBatch(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[GatewayResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[GatewayResult, _Mapping]]] = ...) -> None: ...
+
 class ReportResultRequest(_message.Message):
     __slots__ = ("gateway_id", "payload")
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,3 +72,33 @@ class ReportResultResponse(_message.Message):
     payment_id: str
     duplicate: bool
     def __init__(self, payment_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class ReportResultsRequest(_message.Message):
+    __slots__ = ("gateway_id", "payload", "request_ids")
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    gateway_id: str
+    payload: bytes
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gateway_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReportedResult(_message.Message):
+    __slots__ = ("event_id", "payment_id", "disposition", "duplicate", "payment_status")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPOSITION_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    payment_id: str
+    disposition: ResultDisposition
+    duplicate: bool
+    payment_status: str
+    def __init__(self, event_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., disposition: _Optional[_Union[ResultDisposition, str]] = ..., duplicate: _Optional[bool] = ..., payment_status: _Optional[str] = ...) -> None: ...
+
+class ReportResultsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReportedResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReportedResult, _Mapping]]] = ...) -> None: ...

@@ -46,6 +46,11 @@ class CallbackServiceStub:
                 request_serializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultRequest.SerializeToString,
                 response_deserializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultResponse.FromString,
                 _registered_method=True)
+        self.ReportResults = channel.unary_unary(
+                '/payrail.callbacks.v1.CallbackService/ReportResults',
+                request_serializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultsRequest.SerializeToString,
+                response_deserializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultsResponse.FromString,
+                _registered_method=True)
 
 
 class CallbackServiceServicer:
@@ -66,6 +71,18 @@ class CallbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportResults(self, request, context):
+        """ReportResults applies many results of one gateway, carried in one signed payload
+        (a GatewayResultBatch in the gateway's wire format, at most 500 results and
+        1 MiB), in one transaction and in payload order. The signature covers the whole
+        payload and refuses or accepts the whole call, exactly as for ReportResult. Each
+        result then gets its own outcome (applied, duplicate, not found, conflict): a result
+        that cannot apply never blocks the others, and changes nothing itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallbackServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +90,11 @@ def add_CallbackServiceServicer_to_server(servicer, server):
                     servicer.ReportResult,
                     request_deserializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultRequest.FromString,
                     response_serializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultResponse.SerializeToString,
+            ),
+            'ReportResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportResults,
+                    request_deserializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultsRequest.FromString,
+                    response_serializer=payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -108,6 +130,33 @@ class CallbackService:
             '/payrail.callbacks.v1.CallbackService/ReportResult',
             payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultRequest.SerializeToString,
             payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payrail.callbacks.v1.CallbackService/ReportResults',
+            payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultsRequest.SerializeToString,
+            payrail_dot_callbacks_dot_v1_dot_callbacks__pb2.ReportResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,
