@@ -6,20 +6,23 @@ find a payment and read its story, and customers are kept out of operator pages.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaProducer
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from payrail.admin.v1 import admin_pb2, admin_pb2_grpc
 from payrail.auth.v1 import auth_pb2, auth_pb2_grpc
-from tests.conftest import ROOT
+from tests.conftest import ROOT, StackEnv
 from tests.e2e.conftest import Running
 from tests.e2e.console_browser import (
     ConsoleProcess,
@@ -542,3 +545,60 @@ def test_the_admin_rpcs_refuse_a_customer(console: ConsoleProcess, services: lis
             with pytest.raises(grpc.RpcError) as anonymous:
                 call(request, timeout=10)
             assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def park_letter(bootstrap: str, error: str) -> None:
+    """A dead letter of payments.status (nothing in payrail consumes that topic, so its
+    re-drive disturbs no one), as ConsumerLoop parks them."""
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                "payments.status.dlq",
+                b"not a payment event",
+                key=str(uuid.uuid4()).encode(),
+                headers=[
+                    ("error", error.encode()),
+                    ("source-partition", b"0"),
+                    ("source-offset", b"0"),
+                ],
+            )
+        finally:
+            await producer.stop()
+
+    # In a thread of its own: playwright's sync API keeps an event loop in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, produce()).result(timeout=60)
+
+
+def test_an_operator_redrives_a_dead_letter(
+    console: ConsoleProcess, context: BrowserContext, stack: StackEnv
+) -> None:
+    error = f"console e2e {uuid.uuid4().hex[:8]}"
+    park_letter(stack.kafka_bootstrap, error)
+    page = context.new_page()
+    operator = make_operator(page, console)
+    page.goto(f"{console.url}/ops/dead-letters")
+    page.get_by_label("Error contains").fill(error)
+    page.get_by_role("button", name="Filter").click()
+    letter = page.locator("li.letter")
+    expect(letter).to_have_count(1)
+    expect(letter).to_contain_text("Not re-driven.")
+    screenshot(page, "ops-dead-letters")
+    letter.get_by_label("Reason").fill("checked by hand")
+    letter.get_by_role("button", name="Re-drive").click()
+    expect(page.get_by_role("status")).to_contain_text("re-driven")
+    page.get_by_label("Error contains").fill(error)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("li.letter")).to_contain_text("Re-driven 1 time,")
+    expect(page.locator("li.letter")).to_contain_text("checked by hand")
+    # Once is enough unless asked again.
+    page.locator("li.letter").get_by_label("Reason").fill("again")
+    page.locator("li.letter").get_by_role("button", name="Re-drive").click()
+    expect(page.get_by_role("status")).to_contain_text("already re-driven")
+    page.goto(f"{console.url}/ops/audit")
+    redrives = page.locator("tr.action[data-method=RedriveDeadLetter]").filter(has_text=operator)
+    expect(redrives).to_have_count(2)
+    expect(redrives.filter(has_text="FAILED_PRECONDITION")).to_have_count(1)
