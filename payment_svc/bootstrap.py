@@ -19,6 +19,7 @@ from payment_svc.adapters.outbox_relay import OutboxRelay
 from payment_svc.adapters.postgres import PostgresPaymentRepository
 from payment_svc.adapters.processing import PostgresProcessingRepository, PostgresSweeper
 from payment_svc.adapters.redis_store import RedisCvcStore, RedisPaymentCache
+from payment_svc.adapters.results import PostgresResultsRepository
 from payment_svc.adapters.verification import PostgresVerificationRepository
 from payment_svc.api.admin import PaymentAdminServicer
 from payment_svc.api.ops import CallbackServicer, PaymentOpsServicer
@@ -150,6 +151,7 @@ async def build(settings: Settings) -> ServerHandle:
             verification_ttl_s=settings.verification_ttl_s,
             dispatch_attempts_max=settings.dispatch_attempts_max,
         ),
+        results=PostgresResultsRepository(pool),
     )
     verifications = Verifications(
         repository=PostgresVerificationRepository(pool),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from gateway_sdk import formats, signing
 from gateway_sdk.sealing import CardData, seal_card
 from payment_svc.service.processing import CardPlaintext, DecodedResult
+from payment_svc.service.results import BatchResult
 
 
 class SdkGatewayCrypto:
@@ -23,6 +24,19 @@ class SdkGatewayCrypto:
             failure_message=result.failure_message,
             gateway_reference=result.gateway_reference,
         )
+
+    def decode_results(self, wire_format: str, payload: bytes) -> Sequence[BatchResult]:
+        return [
+            BatchResult(
+                event_id=result.event_id,
+                payment_id=result.payment_id,
+                approved=result.outcome == "APPROVED",
+                failure_code=result.failure_code,
+                failure_message=result.failure_message,
+                gateway_reference=result.gateway_reference,
+            )
+            for result in formats.get(wire_format).decode_results(payload)
+        ]
 
     def seal_card(self, public_key: bytes, card: CardPlaintext, payment_id: str) -> bytes:
         data = CardData(

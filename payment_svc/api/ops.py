@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway_sdk.signing import SIGNATURE_HEADER
+from payment_svc.api import callbacks
 from payment_svc.api.errors import mapped_errors
 from payment_svc.domain.errors import ValidationFailed
 from payment_svc.domain.status import PaymentKind
@@ -189,3 +190,8 @@ class CallbackServicer(callbacks_pb2_grpc.CallbackServiceServicer):
         return callbacks_pb2.ReportResultResponse(
             payment_id=applied.payment.payment_id, duplicate=applied.duplicate
         )
+
+    async def ReportResults(
+        self, request: callbacks_pb2.ReportResultsRequest, context: Any
+    ) -> callbacks_pb2.ReportResultsResponse:
+        return await callbacks.report_results(self._processing, request, context)

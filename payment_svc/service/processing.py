@@ -25,8 +25,14 @@ from payment_svc.service.processing_ports import (
     StalePending,
     Sweeper,
 )
+from payment_svc.service.results import (
+    BatchResult,
+    ResultBatches,
+    ResultOutcome,
+    ResultsRepository,
+    authenticate,
+)
 from payment_svc.vault import CardVault, SealedCvc
-from payrail_common.fields import is_storable_text
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,9 @@ class GatewayCrypto(Protocol):
 
     def decode_result(self, wire_format: str, payload: bytes) -> DecodedResult:
         """Raise ValueError when the payload is not a result in that format."""
+
+    def decode_results(self, wire_format: str, payload: bytes) -> Sequence[BatchResult]:
+        """Raise ValueError when the payload is not a batch of results in that format."""
 
     def seal_card(self, public_key: bytes, card: CardPlaintext, payment_id: str) -> bytes: ...
 
@@ -117,6 +126,7 @@ class Processing:
         sweeper: Sweeper | None = None,
         janitor: JanitorPolicy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        results: ResultsRepository | None = None,
     ) -> None:
         self._repository = repository
         self._vault = vault
@@ -126,6 +136,14 @@ class Processing:
         self._sweeper = sweeper
         self._janitor = janitor or JanitorPolicy()
         self._clock = clock
+        # Batches of results (ReportResults), when a repository for them is wired.
+        self._batches = (
+            None
+            if results is None
+            else ResultBatches(
+                auth=repository, repository=results, crypto=crypto, cache=cache, clock=clock
+            )
+        )
 
     async def gateways(self) -> Sequence[GatewayView]:
         return await self._repository.list_gateways()
@@ -214,17 +232,10 @@ class Processing:
 
     async def report_result(self, gateway_id: str, payload: bytes, header: str) -> AppliedResult:
         """Verify, decode and apply one gateway callback."""
-        if not is_storable_text(gateway_id):
-            raise CallbackRejected("unknown_gateway")  # NUL and the like never reach SQL
-        auth = await self._repository.gateway_callback_auth(gateway_id)
-        if auth is None:
-            raise CallbackRejected("unknown_gateway")
-        wire_format, secrets = auth
         now = self._clock()
-        try:
-            self._crypto.verify(payload, header, secrets, int(now.timestamp()))
-        except ValueError as exc:
-            raise CallbackRejected(getattr(exc, "reason", "invalid_signature")) from None
+        wire_format = await authenticate(
+            self._repository, self._crypto, gateway_id, payload, header, now
+        )
         try:
             result = self._crypto.decode_result(wire_format, payload)
         except ValueError:
@@ -261,3 +272,12 @@ class Processing:
                 gateway_outcome="APPROVED" if result.approved else "DECLINED",
             )
         return applied
+
+    async def report_results(
+        self, gateway_id: str, payload: bytes, header: str, request_ids: Sequence[str] = ()
+    ) -> list[ResultOutcome]:
+        """Verify, decode and apply a batch of gateway callbacks in one transaction
+        (:mod:`payment_svc.service.results`); one outcome per result, in order."""
+        if self._batches is None:
+            raise RuntimeError("no results repository configured")
+        return await self._batches.report(gateway_id, payload, header, request_ids)
