@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from consumer_svc.config import Settings
-from consumer_svc.consuming import start_group
+from consumer_svc.consuming import BatchHandler, start_group
 from consumer_svc.janitor import Janitor, StrandedRedriver
 from consumer_svc.notifications import NOTIFICATIONS_TOPIC, NotificationSink
 from consumer_svc.processor import EVENTS_TOPIC, Processor
@@ -105,7 +105,7 @@ async def build(settings: Settings) -> ServerHandle:
             settings,
             topic=NOTIFICATIONS_TOPIC,
             group=settings.notifications_group,
-            handler=sink.handle,
+            batch_handler=sink.handle_batch,
             producer=producer,
         )
     if "janitor" in roles:
@@ -135,16 +135,19 @@ async def _consume(
     *,
     topic: str,
     group: str,
-    handler: Callable[[bytes], Awaitable[str]],
+    handler: Callable[[bytes], Awaitable[str]] | None = None,
+    batch_handler: BatchHandler | None = None,
     producer: AIOKafkaProducer,
 ) -> None:
-    """Join ``group`` on ``topic`` and run ``handler`` over it until the server stops."""
+    """Join ``group`` on ``topic`` and run ``handler`` (or ``batch_handler``) over it
+    until the server stops."""
     loop, consumer = await start_group(
         bootstrap_servers=settings.kafka_bootstrap,
         topic=topic,
         group=group,
         client_id=f"payrail-{group}",
         handler=handler,
+        batch_handler=batch_handler,
         producer=producer,
     )
     handle.on_stop.extend([consumer.stop, loop.stop])

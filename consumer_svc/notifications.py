@@ -3,9 +3,10 @@
 Production would hand each ``notifications`` record to an SMS or e-mail provider. In
 development the sink consumer group appends every delivery, code included, as one JSON
 line to a file under .data/ and logs it, so a developer can read the code and answer
-VerifyPayment. Deliveries are de-duplicated by notification id through the inbox; a crash
-between the append and the inbox row can append a line twice (at-least-once delivery,
-like any real SMS provider).
+VerifyPayment. The sink takes a partition's batch at once: one inbox read, one append of
+every new line, one inbox write. Deliveries are de-duplicated by notification id through
+the inbox (and within a batch); a crash between the append and the inbox rows can append
+lines twice (at-least-once delivery, like any real SMS provider).
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 from google.protobuf.json_format import MessageToDict
 
-from consumer_svc.consuming import PoisonMessage
+from consumer_svc.consuming import Item, PoisonMessage
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.notifications.v1 import notifications_pb2 as npb
 from payrail.payments.v1 import payments_pb2 as pb
+from payrail_common import tracing
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,16 @@ def verification_notification(
     return notification
 
 
+def decode(raw: bytes) -> npb.Notification:
+    try:
+        notification = npb.Notification.FromString(raw)
+    except Exception as exc:
+        raise PoisonMessage(f"undecodable notification: {type(exc).__name__}") from None
+    if not notification.notification_id:
+        raise PoisonMessage("notification without notification_id")
+    return notification
+
+
 class NotificationSink:
     """The development delivery channel: one JSON line per notification in ``path``."""
 
@@ -81,46 +94,67 @@ class NotificationSink:
         self._group = group
         self._lock = asyncio.Lock()
 
-    async def handle(self, raw: bytes) -> str:
-        try:
-            notification = npb.Notification.FromString(raw)
-        except Exception as exc:
-            raise PoisonMessage(f"undecodable notification: {type(exc).__name__}") from None
-        if not notification.notification_id:
-            raise PoisonMessage("notification without notification_id")
-        seen = await self._pool.fetchval(
-            "SELECT true FROM consumer.inbox WHERE consumer_group = $1 AND event_id = $2",
-            self._group,
-            notification.notification_id,
-        )
-        if seen:
-            return "duplicate"
-        record = MessageToDict(notification, preserving_proto_field_name=True)
-        record["deliver_time"] = datetime.now(UTC).isoformat()
-        line = json.dumps(record, sort_keys=True) + "\n"
+    async def handle_batch(self, items: Sequence[Item]) -> list[str | PoisonMessage]:
+        """Deliver each notification of the batch not delivered before; one result per
+        item: "delivered", "duplicate" (in the inbox, or earlier in this batch) or a
+        PoisonMessage."""
+        results: list[str | PoisonMessage] = []
+        # The first item of each notification id, by id, in batch order.
+        first: dict[str, tuple[int, Item, npb.Notification]] = {}
+        for index, item in enumerate(items):
+            try:
+                notification = decode(item.value)
+            except PoisonMessage as exc:
+                results.append(exc)
+                continue
+            results.append("duplicate")
+            first.setdefault(notification.notification_id, (index, item, notification))
+        if not first:
+            return results
+        seen = {
+            row["event_id"]
+            for row in await self._pool.fetch(
+                "SELECT event_id FROM consumer.inbox"
+                " WHERE consumer_group = $1 AND event_id = ANY($2::text[])",
+                self._group,
+                list(first),
+            )
+        }
+        fresh = [entry for key, entry in first.items() if key not in seen]
+        if not fresh:
+            return results
+        lines = []
+        for _, _, notification in fresh:
+            record = MessageToDict(notification, preserving_proto_field_name=True)
+            record["deliver_time"] = datetime.now(UTC).isoformat()
+            lines.append(json.dumps(record, sort_keys=True) + "\n")
         async with self._lock:
-            await asyncio.to_thread(self._append, line)
-        log.info(
-            "notification delivered (development sink)",
-            extra={
-                "user_id": notification.user_id,
-                "payment_id": notification.payment_id,
-                "kind": npb.NotificationKind.Name(notification.kind),
-                "code": notification.code,
-                "text": notification.text,
-                "sink": str(self._path),
-            },
-        )
+            await asyncio.to_thread(self._append, "".join(lines))
+        for index, item, notification in fresh:
+            with tracing.bind(item.request_id):
+                log.info(
+                    "notification delivered (development sink)",
+                    extra={
+                        "user_id": notification.user_id,
+                        "payment_id": notification.payment_id,
+                        "kind": npb.NotificationKind.Name(notification.kind),
+                        "code": notification.code,
+                        "text": notification.text,
+                        "sink": str(self._path),
+                    },
+                )
+            results[index] = "delivered"
         await self._pool.execute(
-            "INSERT INTO consumer.inbox (consumer_group, event_id, topic) VALUES ($1, $2, $3)"
+            "INSERT INTO consumer.inbox (consumer_group, event_id, topic)"
+            " SELECT $1, event_id, $2 FROM unnest($3::text[]) AS b(event_id) ORDER BY event_id"
             " ON CONFLICT DO NOTHING",
             self._group,
-            notification.notification_id,
             NOTIFICATIONS_TOPIC,
+            [notification.notification_id for _, _, notification in fresh],
         )
-        return "delivered"
+        return results
 
-    def _append(self, line: str) -> None:
+    def _append(self, text: str) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with self._path.open("a", encoding="utf-8") as sink:
-            sink.write(line)
+            sink.write(text)
