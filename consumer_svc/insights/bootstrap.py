@@ -3,11 +3,9 @@ benefits consumer groups, the lag reporter, and the gRPC server."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumer_svc.consuming import ConsumerLoop, start_group
+from consumer_svc.consuming import BatchHandler, ConsumerLoop, start_group
 from consumer_svc.insights.admin import ProcessingAdminServicer
 from consumer_svc.insights.api import BenefitCatalogServicer, InsightsServicer
 from consumer_svc.insights.config import BENEFITS, LOYALTY, Settings
@@ -33,11 +31,11 @@ SERVICE_NAMES = (INSIGHTS.full_name, CATALOG.full_name, PROCESSING_ADMIN.full_na
 
 
 async def _start_group(
-    settings: Settings, group: str, handler: Callable[[bytes], Awaitable[str]], role: str
+    settings: Settings, group: str, handler: BatchHandler, role: str
 ) -> tuple[ConsumerLoop, AIOKafkaConsumer, AIOKafkaProducer]:
-    """One consumer group over payments.events, through ConsumerLoop (waits out
-    outages, dead-letters only what can never succeed). Its producer only writes dead
-    letters."""
+    """One consumer group over payments.events, a partition's batch at a time, through
+    ConsumerLoop (waits out outages, dead-letters only what can never succeed). Its
+    producer only writes dead letters."""
     client_id = f"payrail-{role}"
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -53,7 +51,7 @@ async def _start_group(
         topic=EVENTS_TOPIC,
         group=group,
         client_id=client_id,
-        handler=handler,
+        batch_handler=handler,
         producer=producer,
     )
     return loop, consumer, producer
@@ -107,14 +105,14 @@ async def build(settings: Settings) -> ServerHandle:
     except TimeoutError:
         await handle.stop(0)
         raise
-    groups: dict[str, tuple[str, Callable[[bytes], Awaitable[str]]]] = {
+    groups: dict[str, tuple[str, BatchHandler]] = {
         LOYALTY: (
             settings.loyalty_group,
-            LoyaltyHandler(store, group=settings.loyalty_group).handle,
+            LoyaltyHandler(store, group=settings.loyalty_group).handle_batch,
         ),
         BENEFITS: (
             settings.benefits_group,
-            BenefitsHandler(store, group=settings.benefits_group).handle,
+            BenefitsHandler(store, group=settings.benefits_group).handle_batch,
         ),
     }
     for role, (group, handler) in groups.items():

@@ -287,6 +287,47 @@ def advise(
     )
 
 
+@dataclass(frozen=True)
+class CardUse:
+    """A purchase paid with a card, as the benefit rules look at it."""
+
+    user_id: str
+    card: Card
+    category_code: str
+    amount_minor: int
+    use_time: datetime
+
+
+def advise_in_turn(
+    uses: Sequence[CardUse],
+    known: Mapping[str, Iterable[KnownCard]],
+    catalog: Sequence[Benefit],
+) -> list[Tip | None]:
+    """The tip (or None) for each purchase of ``uses``, as if they were handled one after
+    another: each is compared with the cards its user had paid with before it — those in
+    ``known`` (by user id) and those of the earlier purchases in ``uses`` — and a card's
+    last use only ever moves forward, as it does in the store."""
+    cards: dict[str, dict[Card, KnownCard]] = {
+        user_id: {k.card: k for k in user_cards} for user_id, user_cards in known.items()
+    }
+    tips: list[Tip | None] = []
+    for use in uses:
+        mine = cards.setdefault(use.user_id, {})
+        tips.append(
+            advise(
+                used=use.card,
+                known=mine.values(),
+                category_code=use.category_code,
+                amount_minor=use.amount_minor,
+                catalog=catalog,
+            )
+        )
+        before = mine.get(use.card)
+        if before is None or use.use_time > before.last_use_time:
+            mine[use.card] = KnownCard(use.card, use.use_time)
+    return tips
+
+
 def brand_alias(name: str) -> str:
     """Operator spellings of a brand -> the catalog's name (``amex`` -> AMERICAN_EXPRESS)."""
     upper = name.strip().upper().replace(" ", "_").removeprefix("CARD_BRAND_")

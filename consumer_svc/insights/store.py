@@ -1,21 +1,34 @@
 """PostgreSQL adapter of the insights process: the only module that talks SQL.
 
-Every effect of a consumer group is one transaction that starts with the group's inbox
-row: a redelivered event finds its row and changes nothing. The effects are keyed by
-payment id as well (a visit, a tip), so even a second, different event about the same
-completed payment cannot count twice.
+A consumer group's batch is one transaction that starts with the batch's inbox rows (one
+multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the rows it inserts are the events
+not seen before, so the database, not a read before the write, decides what is new): a
+redelivered event finds its row and changes nothing. The effects are keyed by payment id
+as well (a visit, a tip), so even a second, different event about the same completed
+payment cannot count twice, in the same batch or another. Rows are inserted and locked in
+key order, so two batches that touch the same rows (a standing, a card) wait for each
+other instead of deadlocking.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
+from typing import Any
 
 import asyncpg
 
-from consumer_svc.insights.domain import Benefit, Card, KnownCard, Tip, advise
+from consumer_svc.insights.domain import (
+    Benefit,
+    Card,
+    CardUse,
+    KnownCard,
+    Tip,
+    advise_in_turn,
+)
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,102 @@ StandingCursor = tuple[int, str]
 # Cursor of ListBenefitTips: the last row's (create_time, tip_id).
 TipCursor = tuple[datetime, str]
 
+# The batch's inbox rows ($3: event ids); returns the event ids not seen before.
 _INBOX = (
-    "INSERT INTO consumer.inbox (consumer_group, event_id, topic) VALUES ($1, $2, $3)"
-    " ON CONFLICT DO NOTHING RETURNING true"
+    "INSERT INTO consumer.inbox (consumer_group, event_id, topic)"
+    " SELECT $1, event_id, $2 FROM unnest($3::text[]) AS b(event_id) ORDER BY event_id"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
 )
+
+# Loyalty's whole batch in one statement (so one implicit transaction): the inbox rows,
+# a visit per payment, and the standings of the visits this batch counted, summed per
+# (user, merchant) first (an upsert cannot touch one row twice). The merchant's name is
+# that of the latest visit, as when visits were counted one at a time (a later one wins
+# a tie). Returns the event ids new to the inbox and those whose visit counted.
+_RECORD_VISITS = """
+WITH batch AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::timestamptz[]) WITH ORDINALITY
+        AS b(event_id, payment_id, user_id, merchant_id, merchant_name, visit_time, ord)
+), inbox AS (
+    INSERT INTO consumer.inbox (consumer_group, event_id, topic)
+    SELECT $1, event_id, $2 FROM batch ORDER BY event_id
+    ON CONFLICT DO NOTHING RETURNING event_id
+), visits AS (
+    -- Two events about one payment in this batch: the first counts.
+    INSERT INTO consumer.loyalty_visits (payment_id, user_id, merchant_id, event_id, visit_time)
+    SELECT payment_id, user_id, merchant_id, event_id, visit_time
+    FROM batch JOIN inbox USING (event_id) ORDER BY payment_id, ord
+    ON CONFLICT (payment_id) DO NOTHING RETURNING event_id
+), tally AS (
+    SELECT user_id, merchant_id, count(*) AS visits, max(visit_time) AS last_visit_time,
+           (array_agg(merchant_name ORDER BY visit_time DESC, ord DESC))[1] AS merchant_name
+    FROM batch JOIN visits USING (event_id) GROUP BY user_id, merchant_id
+), standings AS (
+    INSERT INTO consumer.loyalty_standings AS s
+        (user_id, merchant_id, merchant_name, visits, last_visit_time)
+    SELECT user_id, merchant_id, merchant_name, visits, last_visit_time
+    FROM tally ORDER BY user_id, merchant_id
+    ON CONFLICT (user_id, merchant_id) DO UPDATE SET
+        visits = s.visits + EXCLUDED.visits,
+        merchant_name = CASE WHEN EXCLUDED.last_visit_time >= s.last_visit_time
+            THEN EXCLUDED.merchant_name ELSE s.merchant_name END,
+        last_visit_time = greatest(s.last_visit_time, EXCLUDED.last_visit_time)
+)
+SELECT ARRAY(SELECT event_id FROM inbox) AS fresh, ARRAY(SELECT event_id FROM visits) AS counted
+"""
+
+# Benefits' writes for a batch in one statement: the cards (first and last use per card
+# over the batch, an upsert cannot touch one row twice) and the tips, at most one per
+# payment (two tips about one payment in this batch: the first is kept). Tips of one
+# batch are a microsecond apart in batch order, so ListBenefitTips (newest first) shows
+# them in the order they were earned. Returns the ids of the tips recorded.
+_RECORD_CARDS_AND_TIPS = """
+WITH cards AS (
+    INSERT INTO consumer.benefit_cards AS c
+        (user_id, brand, masked_number, first_use_time, last_use_time)
+    SELECT user_id, brand, masked_number, min(use_time), max(use_time)
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+        AS u(user_id, brand, masked_number, use_time)
+    GROUP BY user_id, brand, masked_number ORDER BY user_id, brand, masked_number
+    ON CONFLICT (user_id, brand, masked_number) DO UPDATE SET
+        first_use_time = least(c.first_use_time, EXCLUDED.first_use_time),
+        last_use_time = greatest(c.last_use_time, EXCLUDED.last_use_time)
+), tips AS (
+    INSERT INTO consumer.benefit_tips (tip_id, payment_id, user_id, merchant_id,
+        merchant_name, category_code, used_brand, used_masked_number, used_rate_bps,
+        better_brand, better_masked_number, better_rate_bps, currency_code,
+        extra_reward_minor, message, create_time)
+    SELECT tip_id, payment_id, user_id, merchant_id, merchant_name, category_code,
+        used_brand, used_masked_number, used_rate_bps, better_brand, better_masked_number,
+        better_rate_bps, currency_code, extra_reward_minor, message,
+        now() + ord * interval '1 microsecond'
+    FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                $11::text[], $12::text[], $13::integer[], $14::text[], $15::text[],
+                $16::integer[], $17::text[], $18::bigint[], $19::text[]) WITH ORDINALITY
+        AS t(tip_id, payment_id, user_id, merchant_id, merchant_name, category_code,
+             used_brand, used_masked_number, used_rate_bps, better_brand,
+             better_masked_number, better_rate_bps, currency_code, extra_reward_minor,
+             message, ord)
+    ORDER BY payment_id, ord
+    ON CONFLICT (payment_id) DO NOTHING RETURNING tip_id
+)
+SELECT ARRAY(SELECT tip_id FROM tips)
+"""
+
+
+@dataclass(frozen=True)
+class _NewTip:
+    tip_id: uuid.UUID
+    event_id: str
+    purchase: CardPurchase
+    tip: Tip
+
+
+def _columns(rows: Sequence[object], *paths: str) -> list[list[Any]]:
+    """One list per attribute path (``"card.brand"``) over ``rows``: the arrays a
+    multi-row ``unnest($1::text[], ...)`` statement takes."""
+    return [[attrgetter(path)(row) for row in rows] for path in paths]
 
 
 def _benefit(row: asyncpg.Record) -> Benefit:
@@ -97,40 +202,38 @@ class InsightsStore:
 
     # ------------------------------------------------------------ loyalty
 
-    async def record_visit(self, *, group: str, event_id: str, topic: str, visit: Visit) -> str:
-        """Count the visit once; return "counted", "duplicate" (event seen) or
-        "duplicate_payment" (another event already counted this payment)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(_INBOX, group, event_id, topic):
-                return "duplicate"
-            counted = await conn.fetchval(
-                "INSERT INTO consumer.loyalty_visits"
-                " (payment_id, user_id, merchant_id, event_id, visit_time)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payment_id) DO NOTHING RETURNING true",
-                visit.payment_id,
-                visit.user_id,
-                visit.merchant_id,
-                event_id,
-                visit.visit_time,
+    async def record_visits(
+        self, *, group: str, topic: str, visits: Mapping[str, Visit]
+    ) -> dict[str, str]:
+        """Count each visit (by event id) once, in one statement; the result of each event
+        id: "counted", "duplicate" (event seen) or "duplicate_payment" (another event
+        already counted this payment)."""
+        row = await self._pool.fetchrow(
+            _RECORD_VISITS,
+            group,
+            topic,
+            list(visits),
+            *_columns(
+                list(visits.values()),
+                "payment_id",
+                "user_id",
+                "merchant_id",
+                "merchant_name",
+                "visit_time",
+            ),
+        )
+        assert row is not None
+        fresh, counted = set(row["fresh"]), set(row["counted"])
+        return {
+            event_id: (
+                "duplicate"
+                if event_id not in fresh
+                else "counted"
+                if event_id in counted
+                else "duplicate_payment"
             )
-            if not counted:
-                return "duplicate_payment"
-            # One statement, so concurrent visits at the same merchant serialize on the row.
-            await conn.execute(
-                "INSERT INTO consumer.loyalty_standings AS s"
-                " (user_id, merchant_id, merchant_name, visits, last_visit_time)"
-                " VALUES ($1, $2, $3, 1, $4)"
-                " ON CONFLICT (user_id, merchant_id) DO UPDATE SET"
-                "  visits = s.visits + 1,"
-                "  merchant_name = CASE WHEN EXCLUDED.last_visit_time >= s.last_visit_time"
-                "   THEN EXCLUDED.merchant_name ELSE s.merchant_name END,"
-                "  last_visit_time = greatest(s.last_visit_time, EXCLUDED.last_visit_time)",
-                visit.user_id,
-                visit.merchant_id,
-                visit.merchant_name,
-                visit.visit_time,
-            )
-            return "counted"
+            for event_id in visits
+        }
 
     async def list_standings(
         self, user_id: str, *, merchant_id: str, limit: int, after: StandingCursor | None
@@ -155,77 +258,78 @@ class InsightsStore:
 
     # ------------------------------------------------------------ benefits
 
-    async def record_card_purchase(
-        self, *, group: str, event_id: str, topic: str, purchase: CardPurchase
-    ) -> str:
-        """Remember the card and, when another card the user has paid with would have
-        earned more, record a tip; return "tip", "no_tip" or "duplicate"."""
+    async def record_card_purchases(
+        self, *, group: str, topic: str, purchases: Mapping[str, CardPurchase]
+    ) -> dict[str, str]:
+        """Remember the cards and, for each purchase (by event id, in batch order) where
+        another card the user had paid with before would have earned more, record a
+        tip — all in one transaction. The result of each event id: "tip", "no_tip",
+        "duplicate" (event seen) or "duplicate_payment" (the payment's tip exists)."""
+        results = dict.fromkeys(purchases, "duplicate")
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(_INBOX, group, event_id, topic):
-                return "duplicate"
+            fresh = {r["event_id"] for r in await conn.fetch(_INBOX, group, topic, list(purchases))}
+            todo = [(e, p) for e, p in purchases.items() if e in fresh]
+            if not todo:
+                return results
             cards = await conn.fetch(
-                "SELECT brand, masked_number, last_use_time FROM consumer.benefit_cards"
-                " WHERE user_id = $1",
-                purchase.user_id,
+                "SELECT user_id, brand, masked_number, last_use_time FROM consumer.benefit_cards"
+                " WHERE user_id = ANY($1::text[])",
+                sorted({p.user_id for _, p in todo}),
             )
             catalog = await conn.fetch(
-                "SELECT * FROM consumer.benefit_catalog WHERE category_code IN ($1, '*')",
-                purchase.category_code,
+                "SELECT * FROM consumer.benefit_catalog WHERE category_code = ANY($1::text[])",
+                sorted({p.category_code for _, p in todo} | {"*"}),
             )
-            tip = advise(
-                used=purchase.card,
-                known=[
+            known: dict[str, list[KnownCard]] = {}
+            for r in cards:
+                known.setdefault(r["user_id"], []).append(
                     KnownCard(Card(r["brand"], r["masked_number"]), r["last_use_time"])
-                    for r in cards
-                ],
-                category_code=purchase.category_code,
-                amount_minor=purchase.amount_minor,
-                catalog=[_benefit(r) for r in catalog],
+                )
+            uses = [
+                CardUse(p.user_id, p.card, p.category_code, p.amount_minor, p.purchase_time)
+                for _, p in todo
+            ]
+            tips = advise_in_turn(uses, known, [_benefit(r) for r in catalog])
+            tipped = [
+                _NewTip(uuid.uuid4(), event_id, purchase, tip)
+                for (event_id, purchase), tip in zip(todo, tips, strict=True)
+                if tip is not None
+            ]
+            recorded = set(
+                await conn.fetchval(
+                    _RECORD_CARDS_AND_TIPS,
+                    *_columns(
+                        [purchase for _, purchase in todo],
+                        "user_id",
+                        "card.brand",
+                        "card.masked_number",
+                        "purchase_time",
+                    ),
+                    *_columns(
+                        tipped,
+                        "tip_id",
+                        "purchase.payment_id",
+                        "purchase.user_id",
+                        "purchase.merchant_id",
+                        "purchase.merchant_name",
+                        "purchase.category_code",
+                        "tip.used_card.brand",
+                        "tip.used_card.masked_number",
+                        "tip.used_rate_bps",
+                        "tip.better_card.brand",
+                        "tip.better_card.masked_number",
+                        "tip.better_rate_bps",
+                        "purchase.currency_code",
+                        "tip.extra_reward_minor",
+                        "tip.message",
+                    ),
+                )
             )
-            await conn.execute(
-                "INSERT INTO consumer.benefit_cards AS c"
-                " (user_id, brand, masked_number, first_use_time, last_use_time)"
-                " VALUES ($1, $2, $3, $4, $4)"
-                " ON CONFLICT (user_id, brand, masked_number) DO UPDATE SET"
-                "  first_use_time = least(c.first_use_time, EXCLUDED.first_use_time),"
-                "  last_use_time = greatest(c.last_use_time, EXCLUDED.last_use_time)",
-                purchase.user_id,
-                purchase.card.brand,
-                purchase.card.masked_number,
-                purchase.purchase_time,
-            )
-            if tip is None:
-                return "no_tip"
-            recorded = await self._insert_tip(conn, purchase, tip)
-            return "tip" if recorded else "duplicate_payment"
-
-    @staticmethod
-    async def _insert_tip(conn: asyncpg.Connection, purchase: CardPurchase, tip: Tip) -> bool:
-        return bool(
-            await conn.fetchval(
-                "INSERT INTO consumer.benefit_tips (tip_id, payment_id, user_id, merchant_id,"
-                " merchant_name, category_code, used_brand, used_masked_number, used_rate_bps,"
-                " better_brand, better_masked_number, better_rate_bps, currency_code,"
-                " extra_reward_minor, message)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-                " ON CONFLICT (payment_id) DO NOTHING RETURNING true",
-                uuid.uuid4(),
-                purchase.payment_id,
-                purchase.user_id,
-                purchase.merchant_id,
-                purchase.merchant_name,
-                purchase.category_code,
-                tip.used_card.brand,
-                tip.used_card.masked_number,
-                tip.used_rate_bps,
-                tip.better_card.brand,
-                tip.better_card.masked_number,
-                tip.better_rate_bps,
-                purchase.currency_code,
-                tip.extra_reward_minor,
-                tip.message,
-            )
-        )
+        for event_id, _ in todo:
+            results[event_id] = "no_tip"
+        for new in tipped:
+            results[new.event_id] = "tip" if new.tip_id in recorded else "duplicate_payment"
+        return results
 
     async def list_tips(self, user_id: str, *, limit: int, after: TipCursor | None) -> list[TipRow]:
         """Newest first; at most ``limit`` rows after ``after``."""
