@@ -1,9 +1,9 @@
 """Double-entry ledger postings, inside the caller's transaction.
 
-Every journal entry's postings sum to zero per currency. Wallets belong to users; the
-EXTERNAL account stands for the card networks (money entering or leaving payrail), and
-MERCHANTS for what payrail owes merchants. A hold never moves money: it only reserves a
-wallet's available balance until the payment settles (posted) or fails (released).
+The rules — which hold is posted or released, which accounts an entry debits and
+credits — are payment_svc.domain.ledger's; this module resolves account roles to rows
+(creating system accounts and wallets on first use) and writes entries and balances.
+Every journal entry's postings sum to zero per currency.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import uuid
 import asyncpg
 
 from payment_svc.adapters.postgres import release_hold, wallet_account_for_update
-from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
-from payment_svc.service.ports import PaymentView
+from payment_svc.domain.ledger import AccountRole, HoldAction, settlement_for
+from payment_svc.domain.payment import Payment
 
 _SYSTEM_ACCOUNT_FIND = (
     "SELECT id FROM payments.ledger_accounts"
@@ -71,47 +71,51 @@ async def post_entry(
     )
 
 
-async def settle(conn: asyncpg.Connection, view: PaymentView) -> None:
-    """Post the ledger for a payment that just became COMPLETED or FAILED."""
-    payment_id = uuid.UUID(view.payment_id)
-    if view.status is not PaymentStatus.COMPLETED:
-        await release_hold(conn, payment_id)
-        return
-    amount = view.amount.amount_minor
-    currency = view.amount.currency_code
-    user_id = uuid.UUID(view.user_id)
-    external = await system_account(conn, "EXTERNAL", currency)
-    if view.kind is PaymentKind.DEPOSIT:
-        wallet = (await wallet_account_for_update(conn, user_id, currency))["id"]
-        await post_entry(conn, payment_id, "deposit", [(external, -amount), (wallet, amount)])
-        return
-    wallet_funded = view.kind is PaymentKind.WITHDRAWAL or (
-        view.funding_source is FundingSource.WALLET
+async def _post_hold(conn: asyncpg.Connection, payment_id: uuid.UUID) -> int:
+    """Mark the payment's active hold posted and take it off the held funds; the wallet
+    account it reserved (whose debit the journal entry now makes)."""
+    hold = await conn.fetchrow(
+        "WITH posted AS (UPDATE payments.holds SET status = 'POSTED', update_time = now()"
+        " WHERE payment_id = $1 AND status = 'ACTIVE' RETURNING account_id, amount_minor)"
+        " UPDATE payments.ledger_accounts AS a SET held_minor = a.held_minor - posted.amount_minor"
+        " FROM posted WHERE a.id = posted.account_id RETURNING a.id",
+        payment_id,
     )
-    if wallet_funded:
-        hold = await conn.fetchrow(
-            "UPDATE payments.holds SET status = 'POSTED', update_time = now()"
-            " WHERE payment_id = $1 AND status = 'ACTIVE' RETURNING account_id, amount_minor",
-            payment_id,
-        )
-        if hold is None:
-            raise RuntimeError("a wallet-funded payment settled without an active hold")
-        await conn.execute(
-            "UPDATE payments.ledger_accounts SET held_minor = held_minor - $2 WHERE id = $1",
-            hold["account_id"],
-            hold["amount_minor"],
-        )
-        counterpart = (
-            external
-            if view.kind is PaymentKind.WITHDRAWAL
-            else await system_account(conn, "MERCHANTS", currency)
-        )
-        await post_entry(
-            conn,
-            payment_id,
-            view.kind.value.lower(),
-            [(hold["account_id"], -amount), (counterpart, amount)],
-        )
+    if hold is None:
+        raise RuntimeError("a wallet-funded payment settled without an active hold")
+    account_id: int = hold["id"]
+    return account_id
+
+
+async def settle(conn: asyncpg.Connection, payment: Payment) -> None:
+    """Apply the posting rules (payment_svc.domain.ledger) for a payment that just became
+    final: its hold posted or released, its journal entry with the balances it moves."""
+    settlement = settlement_for(payment)
+    payment_id = uuid.UUID(payment.payment_id)
+    wallet: int | None = None
+    if settlement.hold is HoldAction.RELEASE:
+        await release_hold(conn, payment_id)
+    elif settlement.hold is HoldAction.POST:
+        wallet = await _post_hold(conn, payment_id)
+    entry = settlement.entry
+    if entry is None:
         return
-    merchants = await system_account(conn, "MERCHANTS", currency)
-    await post_entry(conn, payment_id, "card purchase", [(external, -amount), (merchants, amount)])
+    accounts: dict[AccountRole, int] = {}
+    for posting in entry.postings:
+        if posting.role is AccountRole.WALLET:
+            if wallet is None:
+                row = await wallet_account_for_update(
+                    conn, uuid.UUID(payment.user_id), entry.currency_code
+                )
+                wallet = int(row["id"])
+            accounts[posting.role] = wallet
+        else:
+            accounts[posting.role] = await system_account(
+                conn, posting.role.value, entry.currency_code
+            )
+    await post_entry(
+        conn,
+        payment_id,
+        entry.description,
+        [(accounts[p.role], p.amount_minor) for p in entry.postings],
+    )

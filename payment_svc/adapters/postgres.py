@@ -9,27 +9,25 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from payment_svc.domain.cards import CardBrand
-from payment_svc.domain.errors import InsufficientFunds, InvalidTransition, NotFound
+from payment_svc.domain.errors import InsufficientFunds, NotFound
 from payment_svc.domain.money import Money
+from payment_svc.domain.payment import CardView, StatusChanged
 from payment_svc.domain.status import (
     FundingSource,
     PaymentKind,
     PaymentStatus,
-    can_transition,
-    next_version,
 )
 from payment_svc.domain.validation import Merchant
 from payment_svc.proto_mapping import created_event, status_changed_event
 from payment_svc.service.ports import (
     BalanceView,
-    CardView,
     ExistingKey,
     NewPayment,
     PageCursor,
@@ -377,20 +375,13 @@ class PostgresPaymentRepository:
             )
             if row is None:
                 raise NotFound("payment")
-            current = view_from_row(row)
-            if not can_transition(current.status, PaymentStatus.CANCELED):
-                raise InvalidTransition(current.status.value, PaymentStatus.CANCELED.value)
-            updated = replace(
-                current,
-                status=PaymentStatus.CANCELED,
-                version=next_version(current.status, PaymentStatus.CANCELED, current.version),
-                failure_code="canceled_by_user",
-                failure_message="canceled by its owner before dispatch",
-                update_time=now,
-            )
+            change = view_from_row(row).cancel(now)
+            # The hold goes back to the available balance (the ledger's rules for CANCELED).
             await release_hold(conn, pid)
-            await save_status_change(conn, updated, current.status)
-        return updated
+            (event,) = change.events
+            assert isinstance(event, StatusChanged)
+            await save_status_change(conn, change.payment, event.previous)
+        return change.payment
 
     async def balances(self, user_id: str, currency_code: str | None) -> Sequence[BalanceView]:
         uid = _uuid(user_id)

@@ -12,14 +12,17 @@ import asyncpg
 
 from payment_svc.adapters.ledger import settle
 from payment_svc.adapters.postgres import (
+    EVENTS_TOPIC,
     PAYMENT_COLUMNS,
+    insert_outbox,
     payment_columns,
     save_status_change,
     view_from_row,
 )
-from payment_svc.domain.errors import NotFound, ResultConflict
-from payment_svc.domain.status import TERMINAL, PaymentStatus, can_transition, next_version
-from payment_svc.domain.verification import DENIED_EXPIRED
+from payment_svc.domain.errors import NotFound
+from payment_svc.domain.payment import Change, Dispatched, Payment, StatusChanged, Verified
+from payment_svc.domain.status import TERMINAL, PaymentStatus, next_version
+from payment_svc.proto_mapping import verified_event
 from payment_svc.service.ports import PaymentView
 from payment_svc.service.processing_ports import (
     AppliedResult,
@@ -151,6 +154,55 @@ async def transition(
     return updated
 
 
+async def save(
+    conn: asyncpg.Connection, change: Change, *, dispatch_deadline: datetime | None = None
+) -> Payment:
+    """Persist what the aggregate decided, inside the caller's transaction: the payment's
+    new state, the ledger for a final status, its outbox rows, its dispatch record
+    (``dispatch_deadline`` is required for a Dispatched event). Challenge events are the
+    verification adapter's (they need the code's hash)."""
+    payment = change.payment
+    pid = uuid.UUID(payment.payment_id)
+    for event in change.events:
+        if isinstance(event, StatusChanged):
+            if payment.is_final:
+                await settle(conn, payment)
+            await save_status_change(conn, payment, event.previous)
+        elif isinstance(event, Verified):
+            await conn.execute(
+                "UPDATE payments.payments SET verified = true, version = $2,"
+                " update_time = $3 WHERE id = $1",
+                pid,
+                payment.version,
+                payment.update_time,
+            )
+            await insert_outbox(
+                conn,
+                topic=EVENTS_TOPIC,
+                key=payment.payment_id,
+                event_type="payment.verified",
+                event=verified_event(payment),
+            )
+        elif isinstance(event, Dispatched):
+            if dispatch_deadline is None:
+                raise ValueError("a dispatch needs its callback deadline")
+            # The first dispatch (its status change wrote gateway and attempt on the
+            # payment) or a re-dispatch (attempt + 1, status and version unchanged).
+            await conn.execute(
+                "WITH d AS (INSERT INTO payments.dispatches"
+                " (payment_id, gateway_id, attempt, callback_deadline) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (payment_id) DO UPDATE SET attempt = EXCLUDED.attempt,"
+                " callback_deadline = EXCLUDED.callback_deadline, update_time = $5)"
+                " UPDATE payments.payments SET dispatch_attempt = $3 WHERE id = $1",
+                pid,
+                event.gateway_id,
+                event.attempt,
+                dispatch_deadline,
+                payment.update_time,
+            )
+    return payment
+
+
 class PostgresProcessingRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -188,38 +240,19 @@ class PostgresProcessingRepository:
             if row is None:
                 raise NotFound("gateway")
             gateway = _gateway(row)
-            # A PENDING payment risk approved, or one its owner verified at step-up.
-            approved = current.status is PaymentStatus.PENDING or (
-                current.status is PaymentStatus.REQUIRES_VERIFICATION and current.verified
-            )
-            if approved:
-                deadline = now + timedelta(seconds=gateway.callback_timeout_s)
-                await conn.execute(
-                    "INSERT INTO payments.dispatches"
-                    " (payment_id, gateway_id, attempt, callback_deadline)"
-                    " VALUES ($1, $2, 1, $3)",
-                    pid,
-                    gateway_id,
-                    deadline,
-                )
-                updated = await transition(
-                    conn, current, PaymentStatus.PROCESSING, now, dispatched_to=(gateway_id, 1)
-                )
-                attempt = 1
-            elif (
-                current.status is PaymentStatus.PROCESSING
-                and locked.dispatch_gateway_id == gateway_id
-                and locked.dispatch_deadline is not None
-            ):
-                # A redelivered event: the same dispatch again, nothing changes.
-                updated, attempt, deadline = (
-                    current,
-                    locked.dispatch_attempt,
-                    locked.dispatch_deadline,
-                )
-            else:
+            change = current.begin_dispatch(gateway_id, now)
+            if change is None or (not change.changed and locked.dispatch_deadline is None):
                 return DispatchRecord(current, gateway, 0, None, None, dispatch=False)
-        return DispatchRecord(updated, gateway, attempt, deadline, locked.sealed, dispatch=True)
+            deadline: datetime | None
+            if change.changed:
+                deadline = now + timedelta(seconds=gateway.callback_timeout_s)
+                updated = await save(conn, change, dispatch_deadline=deadline)
+            else:
+                # A redelivered event: the same dispatch again, nothing changes.
+                updated, deadline = current, locked.dispatch_deadline
+        return DispatchRecord(
+            updated, gateway, updated.attempt, deadline, locked.sealed, dispatch=True
+        )
 
     async def fail(
         self, payment_id: str, failure_code: str, failure_message: str, now: datetime
@@ -227,16 +260,7 @@ class PostgresProcessingRepository:
         pid = payment_uuid(payment_id)
         async with self._pool.acquire() as conn, conn.transaction():
             current = await locked_payment(conn, pid)
-            if not can_transition(current.status, PaymentStatus.FAILED):
-                return current
-            return await transition(
-                conn,
-                current,
-                PaymentStatus.FAILED,
-                now,
-                failure_code=failure_code,
-                failure_message=failure_message,
-            )
+            return await save(conn, current.fail(failure_code, failure_message, now))
 
     async def apply_result(
         self,
@@ -252,12 +276,11 @@ class PostgresProcessingRepository:
     ) -> AppliedResult:
         pid = payment_uuid(payment_id)
         outcome = "APPROVED" if approved else "DECLINED"
-        target = PaymentStatus.COMPLETED if approved else PaymentStatus.FAILED
         async with self._pool.acquire() as conn, conn.transaction():
-            locked = await lock_for_processing(conn, pid)
-            current = locked.payment
-            if locked.dispatch_gateway_id != gateway_id:
-                # A gateway may only report on payments it was given.
+            current = await locked_payment(conn, pid)
+            if current.gateway_id != gateway_id:
+                # A gateway may only report on payments it was given (checked before the
+                # event is recorded: another gateway's ids are not this one's).
                 raise NotFound("payment")
             fresh = await conn.fetchval(
                 "INSERT INTO payments.callback_events"
@@ -270,22 +293,17 @@ class PostgresProcessingRepository:
             )
             if not fresh:
                 return AppliedResult(current, duplicate=True)
-            if current.status in TERMINAL:
-                if current.status is target:
-                    return AppliedResult(current, duplicate=True)
-                raise ResultConflict(current.status.value)
-            if current.status is not PaymentStatus.PROCESSING:
-                raise ResultConflict(current.status.value)
-            updated = await transition(
-                conn,
-                current,
-                target,
-                now,
-                failure_code="" if approved else (failure_code or "declined"),
-                failure_message="" if approved else failure_message,
+            change = current.apply_result(
+                gateway_id,
+                approved=approved,
+                failure_code=failure_code,
+                failure_message=failure_message,
                 gateway_reference=gateway_reference,
+                now=now,
             )
-            return AppliedResult(updated, duplicate=False)
+            if not change.changed:
+                return AppliedResult(current, duplicate=True)
+            return AppliedResult(await save(conn, change), duplicate=False)
 
 
 class PostgresSweeper:
@@ -314,23 +332,14 @@ class PostgresSweeper:
             ended = []
             for row in rows:
                 current = view_from_row(row)
-                if current.status is PaymentStatus.REQUIRES_VERIFICATION and not current.verified:
+                if current.awaiting_verification:
                     await conn.execute(
                         "UPDATE payments.verifications SET outcome = 'EXPIRED', answer_time = $2"
                         " WHERE payment_id = $1 AND outcome IS NULL",
                         uuid.UUID(current.payment_id),
                         now,
                     )
-                    target, code = PaymentStatus.DENIED, DENIED_EXPIRED
-                    message = "the owner did not answer the verification in time"
-                else:
-                    target, code = PaymentStatus.EXPIRED, "expired"
-                    message = f"the payment waited too long in {current.status.value}"
-                ended.append(
-                    await transition(
-                        conn, current, target, now, failure_code=code, failure_message=message
-                    )
-                )
+                ended.append(await save(conn, current.expire(now)))
             return ended
 
     async def claim_timeouts(
@@ -349,18 +358,10 @@ class PostgresSweeper:
             redispatch: list[DispatchRecord] = []
             timed_out: list[PaymentView] = []
             for row in rows:
-                current = view_from_row(row)
-                if row["attempt"] >= attempts_max:
-                    timed_out.append(
-                        await transition(
-                            conn,
-                            current,
-                            PaymentStatus.FAILED,
-                            now,
-                            failure_code="gateway_timeout",
-                            failure_message="the gateway did not answer in time",
-                        )
-                    )
+                # The dispatch record counts the attempts (the payment's copy may predate it).
+                current = replace(view_from_row(row), attempt=row["attempt"])
+                if current.attempt >= attempts_max:
+                    timed_out.append(await save(conn, current.time_out(now)))
                     continue
                 gateway_row = await conn.fetchrow(
                     f"SELECT {_GATEWAY_COLUMNS} FROM payments.gateways WHERE id = $1",  # noqa: S608
@@ -368,21 +369,10 @@ class PostgresSweeper:
                 )
                 gateway = _gateway(gateway_row)
                 deadline = now + timedelta(seconds=gateway.callback_timeout_s)
-                attempt = row["attempt"] + 1
-                # The attempt shows on the payment too; its status and version stay.
-                await conn.execute(
-                    "WITH d AS (UPDATE payments.dispatches SET attempt = $2,"
-                    " callback_deadline = $3, update_time = $4 WHERE payment_id = $1)"
-                    " UPDATE payments.payments SET dispatch_attempt = $2 WHERE id = $1",
-                    uuid.UUID(current.payment_id),
-                    attempt,
-                    deadline,
-                    now,
-                )
-                current = replace(current, attempt=attempt)
-                sealed = await vaulted_card(conn, uuid.UUID(current.payment_id))
+                again = await save(conn, current.redispatch(now), dispatch_deadline=deadline)
+                sealed = await vaulted_card(conn, uuid.UUID(again.payment_id))
                 redispatch.append(
-                    DispatchRecord(current, gateway, attempt, deadline, sealed, dispatch=True)
+                    DispatchRecord(again, gateway, again.attempt, deadline, sealed, dispatch=True)
                 )
             return redispatch, timed_out
 

@@ -18,9 +18,10 @@ from redis.exceptions import RedisError
 
 from payment_svc.domain.cards import CardBrand
 from payment_svc.domain.money import Money
+from payment_svc.domain.payment import CardView
 from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
 from payment_svc.domain.validation import Merchant
-from payment_svc.service.ports import CardView, PaymentView
+from payment_svc.service.ports import PaymentView
 from payment_svc.vault import SealedCvc
 
 log = logging.getLogger(__name__)

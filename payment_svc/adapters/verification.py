@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 import asyncpg
 
-from payment_svc.adapters.postgres import EVENTS_TOPIC, insert_outbox
-from payment_svc.adapters.processing import locked_payment, payment_uuid, transition
+from payment_svc.adapters.processing import locked_payment, payment_uuid, save
 from payment_svc.domain.errors import NotFound, VerificationClosed
-from payment_svc.domain.status import PaymentStatus
+from payment_svc.domain.payment import ChallengeReissued, VerificationRequired
 from payment_svc.domain.verification import (
     DENIED_DECLINED,
     DENIED_EXPIRED,
@@ -26,7 +24,6 @@ from payment_svc.domain.verification import (
     attempts_remaining,
     judge,
 )
-from payment_svc.proto_mapping import verified_event
 from payment_svc.service.ports import PaymentView
 from payment_svc.service.verification_ports import AnswerResult, IssuedChallenge
 
@@ -44,9 +41,7 @@ async def _close(conn: asyncpg.Connection, pid: uuid.UUID, outcome: str, now: da
 async def _deny(
     conn: asyncpg.Connection, current: PaymentView, code: str, message: str, now: datetime
 ) -> PaymentView:
-    return await transition(
-        conn, current, PaymentStatus.DENIED, now, failure_code=code, failure_message=message
-    )
+    return await save(conn, current.deny_at_verification(code, message, now))
 
 
 class PostgresVerificationRepository:
@@ -59,7 +54,8 @@ class PostgresVerificationRepository:
         pid = payment_uuid(payment_id)
         async with self._pool.acquire() as conn, conn.transaction():
             current = await locked_payment(conn, pid)
-            if current.status is PaymentStatus.PENDING:
+            change = current.require_verification(reason, now)
+            if any(isinstance(e, VerificationRequired) for e in change.events):
                 expire_time = now + timedelta(seconds=ttl_s)
                 await conn.execute(
                     "INSERT INTO payments.verifications"
@@ -74,10 +70,8 @@ class PostgresVerificationRepository:
                     pid,
                     reason,
                 )
-                flagged = replace(current, verification_reason=reason)
-                updated = await transition(conn, flagged, PaymentStatus.REQUIRES_VERIFICATION, now)
-                return IssuedChallenge(updated, expire_time)
-            if current.status is PaymentStatus.REQUIRES_VERIFICATION and not current.verified:
+                return IssuedChallenge(await save(conn, change), expire_time)
+            if any(isinstance(e, ChallengeReissued) for e in change.events):
                 # A re-delivered risk decision: a fresh code replaces the undelivered one;
                 # the wrong-code count and the expiry stay as they were.
                 expire_time = await conn.fetchval(
@@ -98,9 +92,7 @@ class PostgresVerificationRepository:
         pid = payment_uuid(payment_id)
         async with self._pool.acquire() as conn, conn.transaction():
             current = await locked_payment(conn, pid)
-            if current.status is not PaymentStatus.PENDING:
-                return current
-            return await _deny(conn, current, failure_code, failure_message, now)
+            return await save(conn, current.deny(failure_code, failure_message, now))
 
     async def answer(
         self,
@@ -121,7 +113,7 @@ class PostgresVerificationRepository:
             if current.user_id != str(uid):
                 raise NotFound("payment")  # someone else's: the same answer as absent
             row = None
-            if current.status is PaymentStatus.REQUIRES_VERIFICATION and not current.verified:
+            if current.awaiting_verification:
                 row = await conn.fetchrow(
                     "SELECT code_hash, failed_attempts, expire_time FROM payments.verifications"
                     " WHERE payment_id = $1 AND outcome IS NULL FOR UPDATE",
@@ -147,23 +139,7 @@ class PostgresVerificationRepository:
                 return AnswerResult(denied, verdict, 0)
             if verdict is Answer.VERIFIED:
                 await _close(conn, pid, "VERIFIED", now)
-                verified = replace(
-                    current, verified=True, version=current.version + 1, update_time=now
-                )
-                await conn.execute(
-                    "UPDATE payments.payments SET verified = true, version = $2,"
-                    " update_time = $3 WHERE id = $1",
-                    pid,
-                    verified.version,
-                    now,
-                )
-                await insert_outbox(
-                    conn,
-                    topic=EVENTS_TOPIC,
-                    key=verified.payment_id,
-                    event_type="payment.verified",
-                    event=verified_event(verified),
-                )
+                verified = await save(conn, current.verify(now))
                 remaining = attempts_remaining(challenge.failed_attempts)
                 return AnswerResult(verified, verdict, remaining)
             failed = challenge.failed_attempts + 1

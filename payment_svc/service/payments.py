@@ -18,6 +18,7 @@ from payment_svc.domain.errors import (
     ValidationFailed,
 )
 from payment_svc.domain.money import AmountLimits, Currency
+from payment_svc.domain.payment import CardView
 from payment_svc.domain.status import (
     INITIAL_VERSION,
     TERMINAL,
@@ -35,7 +36,6 @@ from payment_svc.service import lifecycle
 from payment_svc.service.ports import (
     Admission,
     BalanceView,
-    CardView,
     ChangeWatcher,
     CvcStore,
     ExistingKey,

@@ -9,51 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from payment_svc.domain.cards import CardBrand
-from payment_svc.domain.money import Money
-from payment_svc.domain.status import FundingSource, PaymentKind, PaymentStatus
-from payment_svc.domain.validation import Merchant
+from payment_svc.domain.payment import Payment
+from payment_svc.domain.status import PaymentKind, PaymentStatus
 from payment_svc.vault import SealedCvc, SealedPan
 
-
-@dataclass(frozen=True)
-class CardView:
-    """What is ever shown of a vaulted card."""
-
-    brand: CardBrand | None
-    masked_number: str
-    exp_month: int
-    exp_year: int
-
-
-@dataclass(frozen=True)
-class PaymentView:
-    """A payment as stored and as its owner sees it."""
-
-    payment_id: str
-    user_id: str
-    kind: PaymentKind
-    status: PaymentStatus
-    funding_source: FundingSource | None
-    amount: Money
-    description: str
-    card: CardView | None
-    merchant: Merchant | None
-    failure_code: str
-    failure_message: str
-    version: int
-    create_time: datetime
-    update_time: datetime
-    # Why risk asked for step-up verification ("" when it did not), and whether the
-    # owner passed it.
-    verification_reason: str = ""
-    verified: bool = False
-    # The gateway it was dispatched to ("" before dispatch), the gateway's own reference
-    # for the charge ("" until the gateway reported), and the dispatch attempt (0 before
-    # dispatch; re-dispatches after a callback timeout count up).
-    gateway_id: str = ""
-    gateway_reference: str = ""
-    attempt: int = 0
+# The Payment aggregate is what the use cases read and write; "view" is its old name here.
+PaymentView = Payment
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ async def final(
 ) -> pb.Payment:
     deadline = time.monotonic() + 30
     while True:
-        reply = await stub.GetPayment(
+        reply: pb.GetPaymentResponse = await stub.GetPayment(
             pb.GetPaymentRequest(payment_id=payment_id), metadata=metadata, timeout=5
         )
         if reply.payment.status in (pb.PAYMENT_STATUS_COMPLETED, pb.PAYMENT_STATUS_FAILED):

@@ -19,6 +19,7 @@ from consumer_svc.risk.rules import (
     assess,
 )
 from payment_svc.domain import verification
+from payrail_common import failure_codes
 from payrail_common.failure_codes import CATALOGUE
 from sandbox_gateways.gateway import DECLINES
 from tests.conftest import ROOT
@@ -29,12 +30,24 @@ CODE_SHAPE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 FAILING_CALLS = {"fail", "_fail", "deny", "_deny"}
 
 
+# The catalogue's constants by name (failure_codes.GATEWAY_TIMEOUT = "gateway_timeout"):
+# code that names a constant instead of writing the literal sets that code too.
+NAMED_CODES = {
+    name: value
+    for name, value in vars(failure_codes).items()
+    if name.isupper() and isinstance(value, str) and value in CATALOGUE
+}
+
+
 def _strings(node: ast.AST) -> set[str]:
-    """Code-shaped string constants of an expression, not looking into look-ups
-    (``row["failure_code"]``, ``document.get("failure_code")``): those read a code."""
+    """Code-shaped string constants of an expression (and the catalogue's constants it
+    names), not looking into look-ups (``row["failure_code"]``,
+    ``document.get("failure_code")``): those read a code."""
     if isinstance(node, ast.Constant):
         text = node.value
         return {text} if isinstance(text, str) and CODE_SHAPE.fullmatch(text) else set()
+    if isinstance(node, ast.Name) and node.id in NAMED_CODES:
+        return {NAMED_CODES[node.id]}
     if isinstance(node, ast.Subscript | ast.Call):
         return set()
     return set().union(*(_strings(child) for child in ast.iter_child_nodes(node)))
