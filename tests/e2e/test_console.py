@@ -189,6 +189,17 @@ def test_a_new_customer_deposits_and_watches_it_complete_live(
     screenshot(page, "wallet-empty")
 
     page.goto(f"{console.url}/payments/new?kind=deposit")
+    # Only what a deposit needs is shown; a purchase shows its merchant, a wallet-funded
+    # one no card.
+    expect(page.locator("[data-section=merchant]")).to_be_hidden()
+    expect(page.locator("[data-field=funding_source]")).to_be_hidden()
+    page.get_by_label("Purchase at a merchant").check()
+    expect(page.locator("[data-section=merchant]")).to_be_visible()
+    page.get_by_label("Wallet", exact=True).check()
+    expect(page.locator("[data-section=card]")).to_be_hidden()
+    page.get_by_label("Deposit: card to wallet").check()
+    expect(page.locator("[data-section=card]")).to_be_visible()
+    expect(page.locator("[data-section=merchant]")).to_be_hidden()
     screenshot(page, "payment-form")
     payment_id = pay(page, console.url, kind="deposit", amount="10.00")
     mark_document(page)
