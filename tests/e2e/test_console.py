@@ -11,6 +11,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -304,6 +305,19 @@ def test_impossible_travel_is_verified_with_the_code(
     page.get_by_role("button", name="Verify").click()
     expect(page.locator("#timeline li[data-status=completed]")).to_be_visible(timeout=30_000)
     expect(page.locator("#verify")).to_be_hidden()
+
+    # Both purchases completed: loyalty counts a visit at each cafe (asynchronously).
+    deadline = time.monotonic() + 30
+    while True:
+        page.goto(f"{console.url}/insights")
+        if page.get_by_role("row").filter(has_text="Cafe New York").count() or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.5)
+    expect(page.get_by_role("row").filter(has_text="Cafe New York")).to_contain_text("MEMBER")
+    expect(page.get_by_role("row").filter(has_text="Cafe Seoul")).to_be_visible()
+    screenshot(page, "insights")
 
 
 def test_a_wrong_code_says_how_many_attempts_are_left(
