@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
@@ -196,6 +196,24 @@ class _Outcome:
     delivery_failed: bool = False
 
 
+# One outbox row per change; the relay publishes some event types to more topics than
+# the row's own: a status change goes to the lifecycle stream (payments.events, which
+# the processor, risk and insights read) and to the status fan-out (payments.status,
+# for observers that want statuses only). Same key, value, headers and event id on
+# every topic: each topic's consumers de-duplicate on the event id in their own inbox.
+ALSO_PUBLISHED_TO: Final[dict[str, tuple[str, ...]]] = {
+    "payment.status_changed": ("payments.status",),
+}
+
+
+def destinations(
+    row: Any, fan_out: Mapping[str, tuple[str, ...]] = ALSO_PUBLISHED_TO
+) -> tuple[str, ...]:
+    """Every topic a row is published to: its own, then the fan-out of its event type."""
+    topic: str = row["topic"]
+    return (topic, *(t for t in fan_out.get(row["event_type"], ()) if t != topic))
+
+
 def _headers(row: Any) -> list[tuple[str, bytes]]:
     """A record's headers: what it is, and the request it was written for (tracing)."""
     headers = [
@@ -282,7 +300,10 @@ class OutboxRelay:
         stop_timeout_s: float = 15.0,
         breaker: CircuitBreaker | None = None,
         producer_factory: ProducerFactory = AIOKafkaProducer,
+        fan_out: Mapping[str, tuple[str, ...]] = ALSO_PUBLISHED_TO,
     ) -> None:
+        # event type -> more topics its rows go to (ALSO_PUBLISHED_TO)
+        self._fan_out = dict(fan_out)
         """
         Args:
             dsn: PostgreSQL DSN; the relay opens its own small pool and one LISTEN
@@ -642,12 +663,15 @@ class OutboxRelay:
         by_topic: dict[str, list[Any]] = {}
         for row in rows:
             if not row["held_back"]:
-                by_topic.setdefault(row["topic"], []).append(row)
+                for topic in destinations(row, self._fan_out):
+                    by_topic.setdefault(topic, []).append(row)
         if not by_topic:
             return outcome
         loop = asyncio.get_running_loop()
         deadline_s = loop.time() + self._ack_timeout_s
-        futures: dict[int, asyncio.Future[Any]] = {}
+        # Keyed by (row id, topic): a fanned-out row is acknowledged once every topic
+        # took it (and sent again, on every topic, if any one did not).
+        futures: dict[tuple[int, str], asyncio.Future[Any]] = {}
         enqueue_timed_out = False
         try:
             async with asyncio.timeout_at(deadline_s):
@@ -663,10 +687,13 @@ class OutboxRelay:
         if futures:
             await asyncio.wait(futures.values(), timeout=max(0.0, deadline_s - loop.time()))
         no_ack = f"TimeoutError: no acknowledgment within {self._ack_timeout_s:g} s"
-        for topic_rows in by_topic.values():
+        # A row is sent once every one of its topics acknowledged it; a row some topic
+        # skipped (held behind a failed row of its key there) is neither: it waits.
+        acked_on: dict[int, int] = {}
+        for topic, topic_rows in by_topic.items():
             for row in topic_rows:
                 row_id: int = row["id"]
-                future = futures.get(row_id)
+                future = futures.get((row_id, topic))
                 if future is None:
                     if enqueue_timed_out and row_id not in outcome.failed:
                         outcome.failed[row_id] = (
@@ -680,7 +707,14 @@ class OutboxRelay:
                     outcome.failed[row_id] = _describe(exc)
                     outcome.delivery_failed = True
                 else:
-                    outcome.acked.append(row)
+                    acked_on[row_id] = acked_on.get(row_id, 0) + 1
+        outcome.acked.extend(
+            row
+            for row in rows
+            if not row["held_back"]
+            and row["id"] not in outcome.failed
+            and acked_on.get(row["id"], 0) == len(destinations(row, self._fan_out))
+        )
         return outcome
 
     async def _send_topic(
@@ -688,7 +722,7 @@ class OutboxRelay:
         producer: KafkaProducer,
         topic: str,
         rows: Sequence[Any],
-        futures: dict[int, asyncio.Future[Any]],
+        futures: dict[tuple[int, str], asyncio.Future[Any]],
         outcome: _Outcome,
     ) -> None:
         """Enqueue one topic's rows in id order; a failed row holds back its key's later rows."""
@@ -721,7 +755,7 @@ class OutboxRelay:
                 failed_keys.add(key)
                 continue
             future.add_done_callback(_retrieve_exception)
-            futures[row["id"]] = future
+            futures[(row["id"], topic)] = future
 
     async def _ensure_producer(self) -> KafkaProducer | None:
         """The started producer, starting one if needed; None (failure recorded) if it fails."""

@@ -140,13 +140,15 @@ async def insert_outbox(
 
 
 def status_change_rows(view: PaymentView, previous: PaymentStatus) -> list[OutboxRow]:
-    """Outbox rows for a status change: the lifecycle stream and the status fan-out
-    (each row its own event id: the outbox and consumers' inboxes key on it)."""
+    """The outbox row of a status change: one row, on the lifecycle stream; the relay
+    also publishes it to ``payments.status`` (outbox_relay.ALSO_PUBLISHED_TO)."""
     return [
         OutboxRow(
-            topic, view.payment_id, "payment.status_changed", status_changed_event(view, previous)
+            EVENTS_TOPIC,
+            view.payment_id,
+            "payment.status_changed",
+            status_changed_event(view, previous),
         )
-        for topic in (EVENTS_TOPIC, STATUS_TOPIC)
     ]
 
 

@@ -114,8 +114,8 @@ async def wait_for(condition: Any, *, timeout_s: float, what: str) -> float:
     return time.monotonic() - started_s
 
 
-def partitions() -> list[TopicPartition]:
-    return [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+def partitions(topic: str = TOPIC) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in range(PARTITIONS)]
 
 
 def new_consumer(stack: StackEnv) -> Any:
@@ -128,24 +128,26 @@ def new_consumer(stack: StackEnv) -> Any:
     )
 
 
-async def end_offsets(stack: StackEnv) -> dict[Any, int]:
+async def end_offsets(stack: StackEnv, topic: str = TOPIC) -> dict[Any, int]:
     consumer = new_consumer(stack)
     await consumer.start()
     try:
         offsets: dict[Any, int] = await asyncio.wait_for(
-            consumer.end_offsets(partitions()), timeout=20
+            consumer.end_offsets(partitions(topic)), timeout=20
         )
         return offsets
     finally:
         await consumer.stop()
 
 
-async def read_topic(stack: StackEnv, start: dict[Any, int], *, timeout_s: float = 30) -> list[Any]:
+async def read_topic(
+    stack: StackEnv, start: dict[Any, int], *, timeout_s: float = 30, topic: str = TOPIC
+) -> list[Any]:
     """Every record from `start` up to the current end of each partition, in offset order."""
     consumer = new_consumer(stack)
     await consumer.start()
     try:
-        tps = partitions()
+        tps = partitions(topic)
         consumer.assign(tps)
         end: dict[Any, int] = await asyncio.wait_for(consumer.end_offsets(tps), timeout=20)
         for tp in tps:
@@ -154,7 +156,7 @@ async def read_topic(stack: StackEnv, start: dict[Any, int], *, timeout_s: float
         pending = {tp for tp in tps if start[tp] < end[tp]}
         deadline_s = time.monotonic() + timeout_s
         while pending:
-            assert time.monotonic() < deadline_s, f"could not read {TOPIC} up to {end}"
+            assert time.monotonic() < deadline_s, f"could not read {topic} up to {end}"
             batch = await consumer.getmany(*pending, timeout_ms=500, max_records=1000)
             for tp, tp_records in batch.items():
                 records.extend(r for r in tp_records if r.offset < end[tp])
@@ -391,6 +393,81 @@ async def test_a_row_for_a_missing_topic_fails_alone_and_is_recorded(
     finally:
         await db.execute("DELETE FROM payments.outbox WHERE topic = $1", missing_topic)
     assert row is not None
+    assert row["sent_time"] is None
+    assert row["attempts"] >= 1
+    assert "no metadata for the topic" in row["last_error"]
+
+
+async def test_one_row_is_published_to_every_topic_of_its_fan_out(
+    stack: StackEnv, db: asyncpg.Connection
+) -> None:
+    # One outbox row per change; the relay publishes it to its own topic and to the
+    # fan-out of its event type, identical on both, and marks it sent once.
+    copy_topic = f"{TOPIC}.copy"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(copy_topic, num_partitions=PARTITIONS, replication_factor=1)]
+        )
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+    start = await end_offsets(stack)
+    copy_start = await end_offsets(stack, copy_topic)
+    events = new_events(8, keys=3)
+    async with relay_for(
+        stack, "fan-out", poll_interval_s=0.2, fan_out={EVENT_TYPE: (copy_topic,)}
+    ):
+        await insert_committed(db, events)
+        await wait_until_sent(db, ids(events), timeout_s=15)
+    own = [r for r in await read_topic(stack, start) if event_id_of(r) in ids(events)]
+    copies = [
+        r
+        for r in await read_topic(stack, copy_start, topic=copy_topic)
+        if event_id_of(r) in ids(events)
+    ]
+    assert sorted(map(event_id_of, own)) == sorted(ids(events))
+    assert sorted(map(event_id_of, copies)) == sorted(ids(events))
+    by_id = {event_id_of(r): r for r in own}
+    for copy in copies:
+        original = by_id[event_id_of(copy)]
+        assert (copy.key, copy.value, copy.headers) == (
+            original.key,
+            original.value,
+            original.headers,
+        )
+    # Per payment, the copies keep the stream's order.
+    for key in {e.payment_id for e in events}:
+        versions = [
+            events_pb2.PaymentEvent.FromString(r.value).version
+            for r in sorted(copies, key=lambda r: r.offset)
+            if r.key == key.encode()
+        ]
+        assert versions == sorted(versions)
+
+
+async def test_a_row_is_sent_only_once_every_topic_of_its_fan_out_took_it(
+    stack: StackEnv, db: asyncpg.Connection
+) -> None:
+    missing_topic = f"{TOPIC}.missing-copy-{uuid.uuid4().hex[:6]}"  # never created
+    [event] = new_events(1)
+    async with relay_for(
+        stack, "fan-out-missing", poll_interval_s=0.2, fan_out={EVENT_TYPE: (missing_topic,)}
+    ):
+        await insert_committed(db, [event])
+        deadline = time.monotonic() + 20
+        while True:
+            row = await db.fetchrow(
+                "SELECT sent_time, attempts, last_error FROM payments.outbox WHERE event_id = $1",
+                event.event_id,
+            )
+            assert row is not None
+            if row["attempts"] >= 1 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    # Its own topic took it, the copy's topic could not: not sent, it goes out again.
     assert row["sent_time"] is None
     assert row["attempts"] >= 1
     assert "no metadata for the topic" in row["last_error"]

@@ -393,7 +393,6 @@ async def test_withdrawal_holds_funds_and_cancel_releases_them(
     assert [(e["topic"], e["event_type"]) for e in events] == [
         ("payments.events", "payment.created"),
         ("payments.events", "payment.status_changed"),
-        ("payments.status", "payment.status_changed"),
     ]
 
 
