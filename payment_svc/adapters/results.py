@@ -1,19 +1,18 @@
 """A batch of gateway results applied in one PostgreSQL transaction (``ReportResults``).
 
-The rules are those of one result (:meth:`PostgresProcessingRepository.apply_result`):
-only the gateway a payment was dispatched to may report on it; an ``event_id`` already
-recorded for that gateway changes nothing; the same outcome again for a final payment is
-a duplicate; any other outcome for a payment that is not PROCESSING is a conflict; else
-the payment becomes COMPLETED or FAILED, settles, and announces it. What differs is the
-shape of the work, in round trips for a batch of n results:
+The rules are those of one result: the :class:`Payment` aggregate's ``apply_result``
+(only the gateway a payment was dispatched to may report on it; the same outcome again
+for a final payment changes nothing; any other outcome for a payment that is not
+PROCESSING is a conflict; else COMPLETED or FAILED), and an ``event_id`` already
+recorded for the gateway changes nothing. What differs is the shape of the work, in
+round trips for a batch of n results:
 
 1. one statement locks every payment the batch names, **in sorted id order** (two
-   batches sharing payments wait for each other instead of deadlocking), with the
-   gateway each was dispatched to;
+   batches sharing payments wait for each other instead of deadlocking);
 2. one statement records the event ids (``unnest``) of the results that name a payment
    of this gateway, and answers which of them are new;
-3. per result that applies: the ledger and the status change with its outbox rows (the
-   helpers every transition uses: :func:`transition`);
+3. per result that applies: its ledger entry and its status change with its outbox rows
+   (:func:`payment_svc.adapters.processing.save`, as for every transition);
 4. rarely, one statement forgets the event ids of results that turned out to conflict,
    so a conflicting result records nothing, exactly as when it is reported alone.
 
@@ -37,20 +36,17 @@ from datetime import datetime
 
 import asyncpg
 
-from payment_svc.adapters.postgres import payment_columns, view_from_row
-from payment_svc.adapters.processing import transition
+from payment_svc.adapters.postgres import PAYMENT_COLUMNS, view_from_row
+from payment_svc.adapters.processing import save
 from payment_svc.domain.errors import ResultConflict
-from payment_svc.domain.status import TERMINAL, PaymentStatus
-from payment_svc.service.ports import PaymentView
+from payment_svc.domain.payment import Payment
 from payment_svc.service.results import BatchResult, Disposition, ResultOutcome
 from payrail_common import tracing
-from payrail_common.failure_codes import DECLINED
 
-# Every payment the batch names, locked in id order, with the gateway it went to.
+# Every payment the batch names, locked in id order.
 _LOCK_PAYMENTS = (
-    f"SELECT {payment_columns('p')}, d.gateway_id AS dispatch_gateway_id"  # noqa: S608
-    " FROM payments.payments p LEFT JOIN payments.dispatches d ON d.payment_id = p.id"
-    " WHERE p.id = ANY($1::uuid[]) ORDER BY p.id FOR UPDATE OF p"
+    f"SELECT {PAYMENT_COLUMNS} FROM payments.payments"  # noqa: S608 - constant
+    " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 )
 # The replay guard for the whole batch: which of these event ids are new for the gateway
 # (inserted in event id order, so concurrent batches meet the unique index in one order).
@@ -85,27 +81,13 @@ def _key(payment_id: str) -> str:
     return "" if pid is None else str(pid)
 
 
-def judge(current: PaymentView, approved: bool) -> PaymentStatus | None:
-    """The status a new result moves ``current`` to; None when the payment is already
-    final with this outcome (a duplicate); :class:`ResultConflict` when the outcome
-    contradicts its state."""
-    target = PaymentStatus.COMPLETED if approved else PaymentStatus.FAILED
-    if current.status in TERMINAL:
-        if current.status is target:
-            return None
-        raise ResultConflict(current.status.value)
-    if current.status is not PaymentStatus.PROCESSING:
-        raise ResultConflict(current.status.value)
-    return target
-
-
 @dataclass
 class _Batch:
     """One batch's working state inside its transaction."""
 
     gateway_id: str
     # The payments of this gateway the batch names, as they stand after the results so far.
-    payments: dict[str, PaymentView] = field(default_factory=dict)
+    payments: dict[str, Payment] = field(default_factory=dict)
     # Event ids new to the gateway (recorded by step 2) and not yet claimed by a result.
     unclaimed: set[str] = field(default_factory=set)
     # The first outcome of each event id in the batch.
@@ -139,10 +121,11 @@ class PostgresResultsRepository:
         batch = _Batch(gateway_id)
         ids = sorted({pid for r in results if (pid := _uuid(r.payment_id)) is not None})
         for row in await conn.fetch(_LOCK_PAYMENTS, ids):
-            # A gateway may only report on payments it was given: others' are not found.
-            if row["dispatch_gateway_id"] == gateway_id:
-                view = view_from_row(row)
-                batch.payments[view.payment_id] = view
+            payment = view_from_row(row)
+            # A gateway may only report on payments it was given (checked before any
+            # event is recorded: another gateway's ids are not this one's).
+            if payment.gateway_id == gateway_id:
+                batch.payments[payment.payment_id] = payment
         await self._record_events(conn, batch, results)
         outcomes = [await self._apply_one(conn, batch, result, now) for result in results]
         if batch.unclaimed:
@@ -195,26 +178,25 @@ class PostgresResultsRepository:
         if result.event_id not in batch.unclaimed:
             return ResultOutcome(result, Disposition.DUPLICATE, current)  # applied before
         try:
-            target = judge(current, result.approved)
+            change = current.apply_result(
+                batch.gateway_id,
+                approved=result.approved,
+                failure_code=result.failure_code,
+                failure_message=result.failure_message,
+                gateway_reference=result.gateway_reference,
+                now=now,
+            )
         except ResultConflict as conflict:
             # Left unclaimed: step 4 forgets its event id.
             return ResultOutcome(result, Disposition.CONFLICT, current, conflict.current)
         batch.unclaimed.discard(result.event_id)
-        if target is None:
+        if not change.changed:
             return ResultOutcome(result, Disposition.DUPLICATE, current)
         # Its outbox rows carry the request id of the gateway request it answers.
         with tracing.bind(result.request_id or tracing.current()):
-            updated = await transition(
-                conn,
-                current,
-                target,
-                now,
-                failure_code="" if result.approved else (result.failure_code or DECLINED),
-                failure_message="" if result.approved else result.failure_message,
-                gateway_reference=result.gateway_reference,
-            )
+            updated = await save(conn, change)
         batch.payments[updated.payment_id] = updated
         return ResultOutcome(result, Disposition.APPLIED, updated)
 
 
-__all__ = ["PostgresResultsRepository", "judge"]
+__all__ = ["PostgresResultsRepository"]

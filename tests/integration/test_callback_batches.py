@@ -296,7 +296,7 @@ async def test_a_failure_midway_rolls_the_whole_batch_back(
     gateway_id, _ = gateway
     first = await dispatched(channel, pool, user, gateway_id)
     second = await dispatched(channel, pool, user, gateway_id)
-    real = results_adapter.transition  # type: ignore[attr-defined]
+    real = results_adapter.save  # type: ignore[attr-defined]
     calls = 0
 
     async def failing_second(*args: Any, **kwargs: Any) -> Any:
@@ -306,7 +306,7 @@ async def test_a_failure_midway_rolls_the_whole_batch_back(
             raise RuntimeError("injected")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(results_adapter, "transition", failing_second)
+    monkeypatch.setattr(results_adapter, "save", failing_second)
     tag = uuid.uuid4().hex[:8]
     with pytest.raises(RuntimeError, match="injected"):
         await PostgresResultsRepository(pool).apply_results(

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from payment_svc.adapters.results import judge
 from payment_svc.api.callbacks import outcomes_to_pb
 from payment_svc.domain.errors import CallbackRejected, ResultConflict, ValidationFailed
 from payment_svc.domain.money import Money
@@ -103,8 +102,8 @@ class FakeCrypto:
 
 
 class FakeResults:
-    """The adapter's rules in memory: dispatched-to check, event ids once per gateway,
-    same outcome again a duplicate, conflicts record nothing; in order."""
+    """The adapter in memory: the aggregate's rules, event ids once per gateway,
+    conflicts and unknown payments record nothing; in order."""
 
     def __init__(self, payments: Sequence[PaymentView]) -> None:
         self.payments = {p.payment_id: p for p in payments}
@@ -125,23 +124,23 @@ class FakeResults:
                 outcomes.append(ResultOutcome(r, Disposition.DUPLICATE, current))
                 continue
             try:
-                target = judge(current, r.approved)
+                change = current.apply_result(
+                    gateway_id,
+                    approved=r.approved,
+                    failure_code=r.failure_code,
+                    failure_message=r.failure_message,
+                    gateway_reference=r.gateway_reference,
+                    now=now,
+                )
             except ResultConflict as conflict:
                 outcomes.append(ResultOutcome(r, Disposition.CONFLICT, current, conflict.current))
                 continue
             self.events.add((gateway_id, r.event_id))
-            if target is None:
+            if not change.changed:
                 outcomes.append(ResultOutcome(r, Disposition.DUPLICATE, current))
                 continue
-            updated = replace(
-                current,
-                status=target,
-                version=current.version + 1,
-                failure_code=r.failure_code,
-                gateway_reference=r.gateway_reference,
-            )
-            self.payments[r.payment_id] = updated
-            outcomes.append(ResultOutcome(r, Disposition.APPLIED, updated))
+            self.payments[r.payment_id] = change.payment
+            outcomes.append(ResultOutcome(r, Disposition.APPLIED, change.payment))
         return outcomes
 
 
@@ -335,18 +334,6 @@ async def test_processing_serves_batches_only_when_wired() -> None:
     wired = Processing(**common, results=repository)  # type: ignore[arg-type]
     (outcome,) = await wired.report_results(GATEWAY, b"b", HEADER)
     assert outcome.disposition is Disposition.APPLIED
-
-
-def test_judge_is_the_rule_of_one_result() -> None:
-    processing = processing_payment(P1)
-    assert judge(processing, True) is PaymentStatus.COMPLETED
-    assert judge(processing, False) is PaymentStatus.FAILED
-    completed = replace(processing, status=PaymentStatus.COMPLETED)
-    assert judge(completed, True) is None
-    with pytest.raises(ResultConflict):
-        judge(completed, False)
-    with pytest.raises(ResultConflict):
-        judge(replace(processing, status=PaymentStatus.PENDING), True)
 
 
 def test_outcomes_map_to_the_contract() -> None:
