@@ -3,53 +3,62 @@
 :class:`GatewayWorker` runs a gateway: it consumes ``gateway.<id>.requests`` in a
 consumer group, decodes each request in the gateway's wire format, opens the sealed card
 with the gateway's private key, calls your ``charge`` function and reports its result
-through ``CallbackService/ReportResult`` with a correct signature. The offset is
-committed only after the result was accepted (or ``charge`` chose not to answer), so a
-crash re-delivers the request; results carry ``event_id = <request_id>/result``, so
-payrail applies a re-delivered result once. Nothing but cancellation ends the worker:
+with a correct signature: the results that are ready within ``linger_ms`` of each other
+(at most ``batch_max``) go together in one ``CallbackService/ReportResults`` call, which
+payrail applies in one transaction (``batch_max=1``: one ``ReportResult`` call each). The
+offset is committed only after every result of the records was accepted (or ``charge``
+chose not to answer), so a crash re-delivers the requests; results carry ``event_id =
+<request_id>/result``, so payrail applies a re-delivered result once, whatever batch it
+arrives in. Nothing but cancellation ends the worker:
 while payrail or Kafka is unreachable it waits and retries with capped, jittered backoff
 for as long as it takes (``waiting`` is True meanwhile), re-reading the batch without
-charging any payment twice; a result payrail refuses as final is logged and dropped.
+charging any payment twice; a result payrail refuses as final (an unknown payment, a
+conflicting outcome) is logged and dropped, on its own: the other results of its batch
+are unaffected. A batch payrail fails to apply as a whole for a reason it does not
+explain (``INTERNAL``), or a payrail that does not serve batches yet, gets the results
+reported one by one instead.
 
 Tracing: a request carries payrail's request id in its ``x-request-id`` Kafka header. The
 worker binds it while it handles the request (:func:`current_request_id`; add
 :class:`RequestIdLogFilter` to your log handler to see it on your own log lines) and
 sends it with the result as ``x-request-id`` gRPC metadata, so the payment's lines in
-payrail's logs and in yours share one id.
+payrail's logs and in yours share one id. A batch carries each result's id in
+``ReportResultsRequest.request_ids`` (and the first one as the call's metadata), and
+each result's "result reported" line is logged under its own id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gateway_sdk.formats.base import FormatError, GatewayRequest, GatewayResult, WireFormat
+from gateway_sdk.reporting import (
+    _REQUEST_ID,
+    _RETRYABLE,
+    _STATUS_OF,
+    _UNEXPLAINED,
+    REQUEST_ID_KEY,
+    CallbackClient,
+    ResultBatcher,
+    _sleep_backoff,
+    connect,
+    current_request_id,
+)
 from gateway_sdk.sealing import CardData, SealingError, unseal_card
-from gateway_sdk.signing import CallbackSecret, signature_metadata
-from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-# payrail's request id: the Kafka header and the gRPC metadata key.
-REQUEST_ID_KEY = "x-request-id"
 _REQUEST_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_REQUEST_ID: ContextVar[str | None] = ContextVar("gateway_sdk_request_id", default=None)
-
-
-def current_request_id() -> str | None:
-    """payrail's request id for the request being handled, if it sent one."""
-    return _REQUEST_ID.get()
 
 
 def _request_id_from(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
@@ -76,26 +85,6 @@ class RequestIdLogFilter(logging.Filter):
 # What a gateway implements: decide on one request. None means "never answer" (the
 # payment then times out at payrail and is re-dispatched or failed by its janitor).
 Charge = Callable[[GatewayRequest, CardData | None], Awaitable[GatewayResult | None]]
-
-# payrail (or the network) is unreachable, slow or busy: wait and report again, for as
-# long as it takes.
-_RETRYABLE = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.CANCELLED,
-    }
-)
-# An error payrail did not explain: retried a bounded number of times.
-_UNEXPLAINED = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
-
-
-async def _sleep_backoff(attempt: int, max_s: float, *, base_s: float = 0.2) -> None:
-    """Capped exponential backoff with full jitter before try ``attempt + 1``."""
-    ceiling = min(max_s, base_s * 2 ** min(attempt - 1, 20))
-    await asyncio.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not security
 
 
 def _transient(error: BaseException) -> bool:
@@ -130,64 +119,6 @@ def result_for(
     )
 
 
-def connect(target: str) -> grpc.aio.Channel:
-    """A channel to payrail's CallbackService that notices payrail is back within a
-    couple of seconds after an outage (gRPC's default reconnect backoff grows to two
-    minutes), with channel-level retries off: :class:`CallbackClient` retries itself."""
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.enable_retries", 0),
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2_000),
-        ],
-    )
-
-
-class CallbackClient:
-    """Reports results to payrail's CallbackService, signed with the gateway's secrets."""
-
-    def __init__(
-        self,
-        channel: grpc.aio.Channel,
-        *,
-        gateway_id: str,
-        wire_format: WireFormat,
-        secrets: Sequence[CallbackSecret],
-        timeout_s: float = 5.0,
-        attempts_max: int = 5,
-        backoff_max_s: float = 5.0,
-    ) -> None:
-        self._stub = callbacks_pb2_grpc.CallbackServiceStub(channel)
-        self._gateway_id = gateway_id
-        self._format = wire_format
-        self._secrets = tuple(secrets)
-        self._timeout_s = timeout_s
-        self._attempts_max = attempts_max
-        self._backoff_max_s = backoff_max_s
-
-    async def report(self, result: GatewayResult) -> callbacks_pb2.ReportResultResponse:
-        payload = self._format.encode_result(result)
-        request = callbacks_pb2.ReportResultRequest(gateway_id=self._gateway_id, payload=payload)
-        for attempt in range(1, self._attempts_max + 1):
-            # A fresh timestamp per try: a retry after a pause must not arrive stale.
-            metadata = signature_metadata(payload, self._secrets, timestamp=int(time.time()))
-            request_id = _REQUEST_ID.get()
-            if request_id is not None:
-                metadata = (*metadata, (REQUEST_ID_KEY, request_id))
-            try:
-                reply: callbacks_pb2.ReportResultResponse = await self._stub.ReportResult(
-                    request, metadata=metadata, timeout=self._timeout_s
-                )
-                return reply
-            except grpc.aio.AioRpcError as error:
-                if error.code() not in _RETRYABLE or attempt == self._attempts_max:
-                    raise
-                await _sleep_backoff(attempt, self._backoff_max_s)
-        raise AssertionError("unreachable")
-
-
 class GatewayWorker:
     """Consumes a gateway's request topic and reports each outcome."""
 
@@ -202,11 +133,17 @@ class GatewayWorker:
         answered_max: int = 10_000,
         backoff_max_s: float = 10.0,
         unknown_tries_max: int = 5,
+        linger_ms: float = 5.0,
+        batch_max: int = 100,
     ) -> None:
+        """``linger_ms``: how long a ready result waits for others to share its
+        ``ReportResults`` call; ``batch_max``: at most this many per call (1: every result
+        alone, with ``ReportResult``)."""
         self._consumer = consumer
         self._format = wire_format
         self._key = private_key
         self._callbacks = callbacks
+        self._batcher = ResultBatcher(callbacks, linger_ms=linger_ms, batch_max=batch_max)
         self._charge = charge
         # Recently answered payments and their results. A re-delivered request or a
         # re-dispatch (same payment id, a later attempt) is never charged again: the
@@ -229,35 +166,62 @@ class GatewayWorker:
         """Consume until cancelled. Nothing ends this loop but cancellation: a batch that
         could not be fully handled (payrail unreachable, a broker gone, your ``charge``
         raising) is read again after a capped, jittered backoff — payments already
-        answered are never charged again, only their result is reported again."""
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=1000, max_records=50)
-            except KafkaError as exc:
-                await self._backoff("fetch failed", exc)
-                continue
-            for tp, records in batches.items():
-                outcomes = await asyncio.gather(
-                    *(self.handle(r.value, r.headers) for r in records), return_exceptions=True
-                )
-                failed = [o for o in outcomes if isinstance(o, BaseException)]
-                if failed:
-                    # Not committed: read the batch again after a pause.
-                    self._consumer.seek(tp, records[0].offset)
-                    await self._backoff("batch not fully handled; retrying", failed[0])
-                    break  # fetch again: the seek applies to the next getmany
+        answered are never charged again, only their result is reported again. The
+        records of every partition fetched are handled at once, so their results can
+        share a ``ReportResults`` call."""
+        try:
+            while True:
                 try:
-                    await self._consumer.commit({tp: records[-1].offset + 1})
-                except (CommitFailedError, IllegalStateError):
-                    # A rebalance took the partition: its new owner reads the batch again
-                    # and gets the same answers (results are de-duplicated by event id).
-                    log.warning("partition revoked before commit", extra={"partition": tp})
+                    batches = await self._consumer.getmany(timeout_ms=1000, max_records=50)
                 except KafkaError as exc:
-                    await self._backoff("commit failed", exc)
-            else:
+                    await self._backoff("fetch failed", exc)
+                    continue
+                failed = await self._handle_fetched(batches)
+                if failed is not None:
+                    await self._backoff(*failed)
+                    continue
                 if self._failures:
                     log.info("worker recovered", extra={"failures": self._failures})
                 self._failures = 0
+        finally:
+            self._batcher.close()
+
+    async def _handle_fetched(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> tuple[str, BaseException] | None:
+        """Handle every fetched record; commit the partitions whose records were all
+        handled, rewind the others to be read again. (what, error) when one failed."""
+        tps = list(batches)
+        outcomes = await asyncio.gather(
+            *(self.handle(r.value, r.headers) for tp in tps for r in batches[tp]),
+            return_exceptions=True,
+        )
+        done: dict[TopicPartition, int] = {}
+        first_error: BaseException | None = None
+        start = 0
+        for tp in tps:
+            records = batches[tp]
+            mine = outcomes[start : start + len(records)]
+            start += len(records)
+            error = next((o for o in mine if isinstance(o, BaseException)), None)
+            if error is None:
+                done[tp] = records[-1].offset + 1
+                continue
+            # Not committed: read this partition's records again after a pause.
+            self._consumer.seek(tp, records[0].offset)
+            first_error = first_error or error
+        if done:
+            try:
+                await self._consumer.commit(done)
+            except (CommitFailedError, IllegalStateError):
+                # A rebalance took a partition: its new owner reads the records again and
+                # gets the same answers (results are de-duplicated by event id).
+                log.warning("partition revoked before commit", extra={"partitions": len(done)})
+            except KafkaError as exc:
+                return ("commit failed", exc)
+        if first_error is not None:
+            return ("batch not fully handled; retrying", first_error)
+        return None
 
     async def _backoff(self, what: str, error: BaseException) -> None:
         self._failures += 1
@@ -312,8 +276,18 @@ class GatewayWorker:
 
     async def _report(self, request: GatewayRequest, result: GatewayResult) -> None:
         try:
-            reply = await self._callbacks.report(result)
+            # Alone or in a batch, whichever the batcher makes of it; this task keeps
+            # its request id bound, so the lines below carry it either way.
+            reply = await self._batcher.submit(result, _REQUEST_ID.get())
             self._unknown_tries.pop(request.request_id, None)
+            refused = _STATUS_OF.get(reply.disposition)
+            if refused is not None:
+                # payrail holds another final outcome, or never gave us this payment.
+                log.error(
+                    "result not accepted",
+                    extra={"payment_id": request.payment_id, "code": refused.name},
+                )
+                return
             log.info(
                 "result reported",
                 extra={
@@ -351,6 +325,7 @@ __all__ = [
     "Charge",
     "GatewayWorker",
     "RequestIdLogFilter",
+    "ResultBatcher",
     "connect",
     "current_request_id",
     "result_for",

@@ -47,6 +47,10 @@ class SandboxSettings:
     private_key_file: Path
     secret_file: Path
     latency_ms: int
+    # Results ready within linger_ms of each other share one ReportResults call (at most
+    # batch_max; 1: every result alone, with ReportResult).
+    linger_ms: float = 5.0
+    batch_max: int = 100
 
     @classmethod
     def from_env(
@@ -62,6 +66,8 @@ class SandboxSettings:
             private_key_file=keys / f"{gateway_id}.x25519",
             secret_file=keys / f"{gateway_id}.secret",
             latency_ms=int(os.environ.get("PAYRAIL_SANDBOX_LATENCY_MS", "20")),
+            linger_ms=float(os.environ.get("PAYRAIL_SANDBOX_LINGER_MS", "5")),
+            batch_max=int(os.environ.get("PAYRAIL_SANDBOX_BATCH_MAX", "100")),
         )
 
 
@@ -105,6 +111,8 @@ async def serve(settings: SandboxSettings) -> None:
             channel, gateway_id=settings.gateway_id, wire_format=wire_format, secrets=secrets
         ),
         charge=charge,
+        linger_ms=settings.linger_ms,
+        batch_max=settings.batch_max,
     )
     await consumer.start()
     await handle.start()

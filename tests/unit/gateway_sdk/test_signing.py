@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway_sdk import signing
+from gateway_sdk import formats, signing
 from gateway_sdk.signing import (
     SIGNATURE_HEADER,
     TOLERANCE_S,
@@ -352,3 +352,43 @@ def test_docs_grpcurl_example_is_refused() -> None:
     assert raw == bytes.fromhex(one(simple, "payload_hex"))
     secret = bytes.fromhex(one(simple, "secret_hex"))
     assert reason(raw, header.group(1), [secret], now=NOW) == "mismatch"
+
+
+# ------------------------------------------------------ docs/callbacks.md batch vectors
+
+
+def test_docs_publish_batch_vectors_for_every_format() -> None:
+    vectors = doc_blocks("batch-signature-vector")
+    assert {one(v, "format") for v in vectors} == set(formats.names())
+    assert {one(v, "result") for v in vectors} == {"accept", "refuse stale", "refuse mismatch"}
+    assert any(len(v["secret_hex"]) > 1 for v in vectors)  # rotation over a batch
+    assert all(len(v["result_item"]) >= 2 for v in vectors)  # every one a real batch
+
+
+@pytest.mark.parametrize(
+    "vector", doc_blocks("batch-signature-vector"), ids=lambda v: one(v, "name")
+)
+def test_docs_batch_vector(vector: dict[str, list[str]]) -> None:
+    wire = formats.get(one(vector, "format"))
+    secrets = [bytes.fromhex(h) for h in vector["secret_hex"]]
+    timestamp = int(one(vector, "timestamp"))
+    payload = bytes.fromhex(one(vector, "payload_hex"))
+    if "payload_text" in vector:
+        assert payload.decode("utf-8") == one(vector, "payload_text")
+    # The payload is the batch it says, and payrail's encoder makes exactly these bytes.
+    results = wire.decode_results(payload)
+    assert [f"{r.event_id} {r.payment_id} {r.outcome}" for r in results] == vector["result_item"]
+    assert wire.encode_results(results) == payload
+    header = one(vector, "header")
+    assert sign_with_secrets(payload, secrets, timestamp=timestamp) == header
+    delivered = payload
+    if "delivered_payload_hex" in vector:
+        delivered = bytes.fromhex(one(vector, "delivered_payload_hex"))
+        assert len(wire.decode_results(delivered)) == len(results)  # a valid batch, altered
+    now = int(one(vector, "now"))
+    expected = one(vector, "result")
+    if expected == "accept":
+        for secret in secrets:
+            verify(delivered, header, [secret], now=now)
+    else:
+        assert reason(delivered, header, secrets, now=now) == expected.removeprefix("refuse ")
