@@ -87,6 +87,7 @@ async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
         ("gateway", "/payrail.payments.v1.PaymentService/CreatePayment", True),  # forwarded
         ("gateway", "/payrail.insights.v1.InsightsService/ListBenefitTips", True),  # forwarded
         ("gateway", "/payrail.callbacks.v1.CallbackService/ReportResult", False),
+        ("gateway", "/payrail.callbacks.v1.CallbackService/ReportResults", False),
         ("payment", "/payrail.payments.v1.PaymentService/CreatePayment", True),
         ("payment", "/payrail.internal.v1.PaymentOpsService/BeginDispatch", False),
         ("insights", "/payrail.insights.v1.InsightsService/ListLoyaltyStandings", True),

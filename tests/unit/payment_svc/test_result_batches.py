@@ -154,6 +154,9 @@ class FakeCache:
     async def put(self, view: PaymentView) -> None:
         self.puts.append(view)
 
+    async def put_many(self, views: Sequence[PaymentView]) -> None:
+        self.puts.extend(views)
+
     async def forget(self, payment_id: str) -> None:
         pass
 
