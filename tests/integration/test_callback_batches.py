@@ -351,3 +351,33 @@ async def test_racing_batches_over_the_same_payments_apply_each_once(
     )
     assert balance.balances[0].available_minor == 8 * 1000
     await assert_ledger_invariants(stack.pg_dsn)
+
+
+async def test_a_deadlock_runs_the_whole_batch_again(
+    channel: grpc.aio.Channel,
+    pool: asyncpg.Pool,
+    gateway: tuple[str, CallbackSecret],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = await register_and_login(channel)
+    gateway_id, _ = gateway
+    payment_id = await dispatched(channel, pool, user, gateway_id)
+    real = PostgresResultsRepository._apply
+    tries = 0
+
+    async def deadlocked_once(self: PostgresResultsRepository, *args: Any) -> Any:
+        nonlocal tries
+        tries += 1
+        outcomes = await real(self, *args)  # its writes are rolled back with the error
+        if tries == 1:
+            raise asyncpg.DeadlockDetectedError("deadlock detected")
+        return outcomes
+
+    monkeypatch.setattr(PostgresResultsRepository, "_apply", deadlocked_once)
+    tag = uuid.uuid4().hex[:8]
+    (outcome,) = await PostgresResultsRepository(pool).apply_results(
+        gateway_id, [batch_result(f"{tag}-1", payment_id)], datetime.now(UTC)
+    )
+    assert tries == 2
+    assert outcome.disposition is Disposition.APPLIED  # not a duplicate of the rolled-back try
+    assert (await status_of(channel, user, payment_id)).version == 3
