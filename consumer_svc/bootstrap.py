@@ -91,7 +91,7 @@ async def build(settings: Settings) -> ServerHandle:
             settings,
             topic=EVENTS_TOPIC,
             group=settings.processor_group,
-            handler=processor.handle,
+            batch_handler=processor.handle_batch,
             producer=producer,
         )
     if "notifications" in roles:

@@ -32,12 +32,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from consumer_svc.consuming import PoisonMessage
+from consumer_svc.consuming import Item, PoisonMessage
 from consumer_svc.notifications import NOTIFICATIONS_TOPIC, verification_notification
 from consumer_svc.risk.rules import Assessment, Decision, DecisionDeferred
 from gateway_sdk.formats import get as get_format
@@ -48,6 +48,7 @@ from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail_common import tracing
+from payrail_common.failure_codes import NO_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ EVENTS_TOPIC = "payments.events"
 # after the payment's creation to do so (later, the janitor's re-drive takes over).
 DEFER_DELAY_S = 0.5
 DEFER_REPUBLISH_MAX_S = 30.0
+# Dispatches per BeginDispatches call (payment_svc's bound).
+DISPATCH_BATCH_MAX = 500
 
 
 class RiskGate(Protocol):
@@ -68,6 +71,14 @@ class RiskGate(Protocol):
 
     async def settled(self, event: events_pb2.PaymentEvent) -> str:
         """Learn from a status change (a deposit's outcome); what happened, for metrics."""
+
+    async def assess_many(
+        self, events: Sequence[events_pb2.PaymentEvent]
+    ) -> list[Assessment | DecisionDeferred]:
+        """Decisions for a batch, in one transaction, in batch order."""
+
+    async def settled_many(self, events: Sequence[events_pb2.PaymentEvent]) -> list[str]:
+        """:meth:`settled` for a batch."""
 
 
 def _is_uuid(value: str) -> bool:
@@ -100,6 +111,8 @@ class Processor:
         group: str = DEFAULT_GROUP,
     ) -> None:
         self._group = group
+        # The service behind ops_stub, as dead-letter errors name it.
+        self._upstream = "payment_svc"
         self._ops = ops_stub
         self._producer = producer
         self._pool = pool
@@ -132,6 +145,176 @@ class Processor:
             self._group,
             event_id,
             EVENTS_TOPIC,
+        )
+
+    async def handle_batch(self, items: Sequence[Item]) -> list[str | PoisonMessage]:
+        """Process one partition's batch of payments.events; one result per item.
+
+        Reads and writes for the whole batch at once: one inbox read; deposits'
+        outcomes learnt in one statement; risk decided for every new payment in one
+        transaction; one BeginDispatches call for every approved or verified payment;
+        their gateway requests produced together and their acknowledgments awaited
+        together; one inbox write. Denials and step-up challenges (rare) go one by one.
+        Every effect is idempotent, so a batch that fails part-way is simply run again."""
+        results: list[str | PoisonMessage | None] = [None] * len(items)
+        events: dict[int, events_pb2.PaymentEvent] = {}
+        for index, item in enumerate(items):
+            try:
+                event = events_pb2.PaymentEvent.FromString(item.value)
+            except Exception as exc:
+                results[index] = PoisonMessage(f"undecodable event: {type(exc).__name__}")
+                continue
+            kind = event.WhichOneof("kind")
+            if kind == "status_changed":
+                events[index] = event
+            elif kind not in ("created", "verified"):
+                results[index] = "ignored"
+            elif (
+                not event.event_id or not _is_uuid(event.payment_id) or not _is_uuid(event.user_id)
+            ):
+                results[index] = PoisonMessage(
+                    "event without event_id, or payment_id/user_id not a UUID"
+                )
+            else:
+                events[index] = event
+        settled = [i for i, e in events.items() if e.WhichOneof("kind") == "status_changed"]
+        for index, result in zip(
+            settled, await self._risk.settled_many([events[i] for i in settled]), strict=True
+        ):
+            results[index] = result
+        rest = [i for i in events if i not in settled]
+        seen = await self._seen_many([events[i].event_id for i in rest])
+        first_of: dict[str, int] = {}
+        created: list[int] = []
+        dispatch: list[tuple[int, pb.Payment]] = []
+        for index in rest:
+            event = events[index]
+            if event.event_id in seen or event.event_id in first_of:
+                results[index] = "duplicate"
+                continue
+            first_of[event.event_id] = index
+            if event.WhichOneof("kind") == "verified":
+                # The owner passed step-up verification: dispatch without asking risk again.
+                with tracing.bind(items[index].request_id):
+                    await self._risk.verified(event)
+                dispatch.append((index, event.verified.payment))
+            else:
+                created.append(index)
+        decisions = await self._risk.assess_many([events[i] for i in created])
+        for index, decision in zip(created, decisions, strict=True):
+            event = events[index]
+            with tracing.bind(items[index].request_id):
+                if isinstance(decision, DecisionDeferred):
+                    results[index] = await self._defer(event, items[index].value, str(decision))
+                    continue
+                self._log_decision(event, decision)
+                if decision.decision is Decision.APPROVE:
+                    dispatch.append((index, event.created.payment))
+                else:
+                    results[index] = await self._hold_or_deny(event, decision)
+        for index, outcome in zip(
+            [i for i, _ in dispatch], await self._dispatch_many(items, dispatch), strict=True
+        ):
+            results[index] = outcome
+        # The inbox, last: an event is remembered only once its effect is done (a
+        # deferred one is not: it is decided again when it comes back).
+        await self._remember_many(
+            [
+                events[i].event_id
+                for i in rest
+                if results[i] not in ("duplicate", "deferred")
+                and not isinstance(results[i], PoisonMessage)
+            ]
+        )
+        assert all(result is not None for result in results)
+        return [r for r in results if r is not None]
+
+    async def _seen_many(self, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        rows = await self._pool.fetch(
+            "SELECT event_id FROM consumer.inbox WHERE consumer_group = $1"
+            " AND event_id = ANY($2::text[])",
+            self._group,
+            list(event_ids),
+        )
+        return {row["event_id"] for row in rows}
+
+    async def _remember_many(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        await self._pool.execute(
+            "INSERT INTO consumer.inbox (consumer_group, event_id, topic)"
+            " SELECT $1, e, $3 FROM unnest($2::text[]) AS e ORDER BY e ON CONFLICT DO NOTHING",
+            self._group,
+            sorted(set(event_ids)),
+            EVENTS_TOPIC,
+        )
+
+    async def _dispatch_many(
+        self, items: Sequence[Item], dispatch: Sequence[tuple[int, pb.Payment]]
+    ) -> list[str | PoisonMessage]:
+        """Route, mark PROCESSING (one BeginDispatches call) and publish the gateway
+        requests of many payments; one result per entry."""
+        if not dispatch:
+            return []
+        registry = await self._registry()
+        results: list[str | PoisonMessage | None] = [None] * len(dispatch)
+        routed: list[tuple[int, ops.BeginDispatchRequest]] = []
+        for slot, (index, payment) in enumerate(dispatch):
+            gateway = route(payment, registry)
+            if gateway is None:
+                with tracing.bind(items[index].request_id):
+                    await self._fail(
+                        payment.payment_id,
+                        NO_ROUTE,
+                        "no enabled gateway supports this payment's kind and currency",
+                    )
+                results[slot] = "no_route"
+                continue
+            routed.append(
+                (
+                    slot,
+                    ops.BeginDispatchRequest(
+                        payment_id=payment.payment_id,
+                        gateway_id=gateway.gateway_id,
+                        request_id=items[index].request_id,
+                    ),
+                )
+            )
+        futures: list[asyncio.Future[Any]] = []
+        for chunk_start in range(0, len(routed), DISPATCH_BATCH_MAX):
+            chunk = routed[chunk_start : chunk_start + DISPATCH_BATCH_MAX]
+            reply = await self._ops.BeginDispatches(
+                ops.BeginDispatchesRequest(items=[request for _, request in chunk]),
+                timeout=self._rpc_timeout_s,
+            )
+            for (slot, request), answer in zip(chunk, reply.items, strict=True):
+                if answer.not_found:
+                    results[slot] = PoisonMessage(f"{self._upstream} answered NOT_FOUND")
+                elif not answer.dispatch:
+                    results[slot] = "not_pending"
+                else:
+                    with tracing.bind(request.request_id or None):
+                        futures.append(await self._send_request(answer))
+                    results[slot] = "dispatched"
+        # Every request enqueued; now the broker's acknowledgments, together.
+        if futures:
+            await asyncio.gather(*futures)
+        assert all(result is not None for result in results)
+        return [r for r in results if r is not None]
+
+    def _log_decision(self, event: events_pb2.PaymentEvent, assessment: Assessment) -> None:
+        # A lifecycle step: one line per payment, whatever the decision.
+        log.info(
+            "payment risk decided",
+            extra={
+                "payment_id": event.payment_id,
+                "user_id": event.user_id,
+                "decision": assessment.decision.value,
+                "rule": assessment.rule,
+                "explanation": assessment.explanation,
+            },
         )
 
     async def handle(self, raw: bytes) -> str:
@@ -188,19 +371,13 @@ class Processor:
     async def _decide(self, event: events_pb2.PaymentEvent) -> str:
         """Risk gates dispatch: APPROVE dispatches, REVIEW asks the owner, DENY ends it."""
         assessment = await self._risk.assess(event)
-        # A lifecycle step: one line per payment, whatever the decision.
-        log.info(
-            "payment risk decided",
-            extra={
-                "payment_id": event.payment_id,
-                "user_id": event.user_id,
-                "decision": assessment.decision.value,
-                "rule": assessment.rule,
-                "explanation": assessment.explanation,
-            },
-        )
+        self._log_decision(event, assessment)
         if assessment.decision is Decision.APPROVE:
             return await self._dispatch(event.payment_id, event.created.payment)
+        return await self._hold_or_deny(event, assessment)
+
+    async def _hold_or_deny(self, event: events_pb2.PaymentEvent, assessment: Assessment) -> str:
+        """DENY ends the payment; REVIEW holds it and sends its owner a one-time code."""
         if assessment.decision is Decision.DENY:
             await self._ops.DenyPayment(
                 ops.DenyPaymentRequest(
@@ -238,7 +415,7 @@ class Processor:
         if gateway is None:
             await self._fail(
                 payment_id,
-                "no_route",
+                NO_ROUTE,
                 "no enabled gateway supports this payment's kind and currency",
             )
             return "no_route"
@@ -260,6 +437,11 @@ class Processor:
 
     async def publish(self, reply: ops.BeginDispatchResponse) -> None:
         """Encode the dispatch in the gateway's wire format and wait for the broker's ack."""
+        await await_ack(await self._send_request(reply))
+
+    async def _send_request(self, reply: ops.BeginDispatchResponse) -> asyncio.Future[Any]:
+        """Encode the dispatch in the gateway's wire format and hand it to the producer;
+        the future completes with the broker's acknowledgment."""
         payment = reply.payment
         merchant = None
         if payment.HasField("merchant"):
@@ -290,7 +472,7 @@ class Processor:
             description=payment.description,
         )
         body = get_format(reply.gateway.wire_format).encode_request(request)
-        await self._producer.send_and_wait(
+        future: asyncio.Future[Any] = await self._producer.send(
             reply.gateway.topic,
             body,
             key=payment.payment_id.encode(),
@@ -300,3 +482,9 @@ class Processor:
                 *tracing.kafka_headers(),
             ],
         )
+        return future
+
+
+async def await_ack(future: asyncio.Future[Any]) -> None:
+    """Wait for a produced record's acknowledgment (raises what the broker answered)."""
+    await future

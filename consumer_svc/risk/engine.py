@@ -6,10 +6,12 @@ wallet (what the withdrawal_card rule asks)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from consumer_svc.risk.rules import (
     Assessment,
+    DecisionDeferred,
     Location,
     PaymentFacts,
     RiskPolicy,
@@ -54,6 +56,24 @@ _DEPOSIT_FINAL = frozenset(
 )
 
 
+def _final_deposit(event: events_pb2.PaymentEvent) -> tuple[str, bool, datetime] | None:
+    """(payment id, completed, when) of a card deposit's final status event; None for
+    every other status change."""
+    payment = event.status_changed.payment
+    if payment.kind != pb.PAYMENT_KIND_DEPOSIT or payment.status not in _DEPOSIT_FINAL:
+        return None
+    try:
+        payment_id = str(uuid.UUID(event.payment_id or payment.payment_id))
+    except ValueError:
+        return None
+    at = (
+        payment.update_time.ToDatetime(tzinfo=UTC)
+        if payment.HasField("update_time")
+        else event.occur_time.ToDatetime(tzinfo=UTC)
+    )
+    return payment_id, payment.status == pb.PAYMENT_STATUS_COMPLETED, at
+
+
 def facts_from_event(event: events_pb2.PaymentEvent) -> PaymentFacts:
     payment = event.created.payment
     return PaymentFacts(
@@ -85,25 +105,38 @@ class RiskEngine:
             check_funding=self._policy.withdrawal_funding_card_only,
         )
 
+    async def assess_many(
+        self, events: Sequence[events_pb2.PaymentEvent]
+    ) -> list[Assessment | DecisionDeferred]:
+        """:meth:`assess` for a batch, in one transaction, in batch order."""
+        if not events:
+            return []
+        return await self._store.decide_many(
+            [facts_from_event(event) for event in events],
+            lambda facts, history: assess(facts, history, self._policy),
+            window_s=self._policy.velocity_window_s,
+            amounts_max=self._policy.amount_history,
+            card_per_user=self._policy.velocity_card_scope == "user",
+            check_funding=self._policy.withdrawal_funding_card_only,
+        )
+
     async def settled(self, event: events_pb2.PaymentEvent) -> str:
         """Learn a card deposit's outcome from its final status event (idempotent);
         every other status change is "ignored"."""
-        payment = event.status_changed.payment
-        if payment.kind != pb.PAYMENT_KIND_DEPOSIT or payment.status not in _DEPOSIT_FINAL:
-            return "ignored"
-        try:
-            payment_id = str(uuid.UUID(event.payment_id or payment.payment_id))
-        except ValueError:
-            return "ignored"
-        at = (
-            payment.update_time.ToDatetime(tzinfo=UTC)
-            if payment.HasField("update_time")
-            else event.occur_time.ToDatetime(tzinfo=UTC)
-        )
-        await self._store.settle_deposit(
-            payment_id, completed=payment.status == pb.PAYMENT_STATUS_COMPLETED, at=at
-        )
-        return "deposit_settled"
+        (result,) = await self.settled_many([event])
+        return result
+
+    async def settled_many(self, events: Sequence[events_pb2.PaymentEvent]) -> list[str]:
+        """:meth:`settled` for a batch, in one statement."""
+        outcomes: list[tuple[str, bool, datetime]] = []
+        results: list[str] = []
+        for event in events:
+            deposit = _final_deposit(event)
+            results.append("ignored" if deposit is None else "deposit_settled")
+            if deposit is not None:
+                outcomes.append(deposit)
+        await self._store.settle_deposits(outcomes)
+        return results
 
     async def verified(self, event: events_pb2.PaymentEvent) -> None:
         """The owner confirmed a flagged payment: its place becomes the last known one."""

@@ -117,19 +117,21 @@ class OutboxRow:
     key: str
     event_type: str
     event: tuple[str, bytes]  # (event id, serialized event)
+    # The request the row is written for; None: the one bound now (tracing).
+    request_id: str | None = None
 
 
 def outbox_arrays(rows: Sequence[OutboxRow]) -> list[list[Any]]:
     """The six column arrays of ``_OUTBOX_INSERT`` for ``rows``; each row keeps the id of
-    the request bound while it is written (the relay publishes it as a header)."""
-    request_id = tracing.current()
+    the request it is written for (the relay publishes it as a header)."""
+    bound = tracing.current()
     return [
         [uuid.UUID(row.event[0]) for row in rows],
         [row.topic for row in rows],
         [row.key for row in rows],
         [row.event_type for row in rows],
         [row.event[1] for row in rows],
-        [request_id for _ in rows],
+        [row.request_id or bound for row in rows],
     ]
 
 
@@ -139,7 +141,9 @@ async def insert_outbox(
     await conn.execute(_OUTBOX_INSERT, *outbox_arrays([OutboxRow(topic, key, event_type, event)]))
 
 
-def status_change_rows(view: PaymentView, previous: PaymentStatus) -> list[OutboxRow]:
+def status_change_rows(
+    view: PaymentView, previous: PaymentStatus, request_id: str | None = None
+) -> list[OutboxRow]:
     """The outbox row of a status change: one row, on the lifecycle stream; the relay
     also publishes it to ``payments.status`` (outbox_relay.ALSO_PUBLISHED_TO)."""
     return [
@@ -148,8 +152,45 @@ def status_change_rows(view: PaymentView, previous: PaymentStatus) -> list[Outbo
             view.payment_id,
             "payment.status_changed",
             status_changed_event(view, previous),
+            request_id,
         )
     ]
+
+
+# Many status changes and their announcements in one round trip (a batch's); constants.
+_STATUS_UPDATE_MANY = (  # noqa: S608
+    "WITH changed AS (UPDATE payments.payments AS p SET status = u.status,"
+    " version = u.version, failure_code = u.failure_code, failure_message = u.failure_message,"
+    " update_time = u.update_time, gateway_id = u.gateway_id,"
+    " gateway_reference = u.gateway_reference, dispatch_attempt = u.dispatch_attempt"
+    " FROM unnest($7::uuid[], $8::text[], $9::bigint[], $10::text[], $11::text[],"
+    " $12::timestamptz[], $13::text[], $14::text[], $15::int[])"
+    " AS u(id, status, version, failure_code, failure_message, update_time, gateway_id,"
+    " gateway_reference, dispatch_attempt) WHERE p.id = u.id) "
+) + _OUTBOX_INSERT
+
+
+async def save_status_changes(
+    conn: asyncpg.Connection, changes: Sequence[tuple[PaymentView, PaymentStatus, str | None]]
+) -> None:
+    """:func:`save_status_change` for many payments (each once) in one statement:
+    (payment after, status before, the request id its outbox row carries)."""
+    if not changes:
+        return
+    rows = [row for p, previous, rid in changes for row in status_change_rows(p, previous, rid)]
+    await conn.execute(
+        _STATUS_UPDATE_MANY,
+        *outbox_arrays(rows),
+        [uuid.UUID(p.payment_id) for p, _, _ in changes],
+        [p.status.value for p, _, _ in changes],
+        [p.version for p, _, _ in changes],
+        [p.failure_code for p, _, _ in changes],
+        [p.failure_message for p, _, _ in changes],
+        [p.update_time for p, _, _ in changes],
+        [p.gateway_id or None for p, _, _ in changes],
+        [p.gateway_reference for p, _, _ in changes],
+        [p.attempt for p, _, _ in changes],
+    )
 
 
 # A status change and its announcement in one round trip.

@@ -17,6 +17,7 @@ from payment_svc.adapters.postgres import (
     insert_outbox,
     payment_columns,
     save_status_change,
+    save_status_changes,
     view_from_row,
 )
 from payment_svc.domain.errors import NotFound
@@ -26,6 +27,7 @@ from payment_svc.proto_mapping import verified_event
 from payment_svc.service.ports import PaymentView
 from payment_svc.service.processing_ports import (
     AppliedResult,
+    DispatchItem,
     DispatchRecord,
     GatewayView,
     StaleCursor,
@@ -108,12 +110,19 @@ _LOCK_FOR_PROCESSING = (
 )
 
 
-async def lock_for_processing(
-    conn: asyncpg.Connection, payment_id: uuid.UUID
-) -> LockedForProcessing:
-    row = await conn.fetchrow(_LOCK_FOR_PROCESSING, payment_id)
-    if row is None:
-        raise NotFound("payment")
+# The same for many payments, locked in id order (the caller passes them sorted).
+_LOCK_MANY_FOR_PROCESSING = (
+    f"SELECT {payment_columns('p')}, d.gateway_id AS dispatch_gateway_id,"  # noqa: S608
+    " d.attempt AS dispatch_attempt, d.callback_deadline AS dispatch_deadline,"
+    " c.key_id, c.nonce, c.ciphertext"
+    " FROM payments.payments p"
+    " LEFT JOIN payments.dispatches d ON d.payment_id = p.id"
+    " LEFT JOIN payments.cards c ON c.payment_id = p.id"
+    " WHERE p.id = ANY($1::uuid[]) ORDER BY p.id FOR UPDATE OF p"
+)
+
+
+def _locked(row: asyncpg.Record) -> LockedForProcessing:
     return LockedForProcessing(
         payment=view_from_row(row),
         dispatch_gateway_id=row["dispatch_gateway_id"],
@@ -121,6 +130,15 @@ async def lock_for_processing(
         dispatch_deadline=row["dispatch_deadline"],
         sealed=_sealed_pan(row),
     )
+
+
+async def lock_for_processing(
+    conn: asyncpg.Connection, payment_id: uuid.UUID
+) -> LockedForProcessing:
+    row = await conn.fetchrow(_LOCK_FOR_PROCESSING, payment_id)
+    if row is None:
+        raise NotFound("payment")
+    return _locked(row)
 
 
 async def transition(
@@ -224,6 +242,88 @@ class PostgresProcessingRepository:
         if row is None:
             return None
         return row["wire_format"], [bytes(secret) for secret in row["secrets"]]
+
+    async def begin_dispatches(
+        self, items: Sequence[DispatchItem], now: datetime
+    ) -> list[DispatchRecord | None]:
+        """Many dispatches in one transaction, answered in order (None: the payment or
+        the gateway does not exist). Payments are locked in id order, so concurrent
+        batches never deadlock; an item repeated in the batch sees the first's result
+        (the same dispatch again). Round trips: lock, gateways, one write per kind."""
+        pids: dict[str, uuid.UUID] = {}
+        for item in items:
+            try:
+                pids[item.payment_id] = uuid.UUID(item.payment_id)
+            except ValueError:
+                continue
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_LOCK_MANY_FOR_PROCESSING, sorted(set(pids.values())))
+            locked = {str(row["id"]): _locked(row) for row in rows}
+            gateway_rows = await conn.fetch(
+                f"SELECT {_GATEWAY_COLUMNS} FROM payments.gateways"  # noqa: S608
+                " WHERE id = ANY($1::text[]) AND enabled",
+                sorted({item.gateway_id for item in items}),
+            )
+            gateways = {row["id"]: _gateway(row) for row in gateway_rows}
+            answers: list[DispatchRecord | None] = []
+            status_changes: list[tuple[Payment, PaymentStatus, str | None]] = []
+            dispatches: list[tuple[uuid.UUID, str, int, datetime]] = []
+            for item in items:
+                found = locked.get(item.payment_id)
+                gateway = gateways.get(item.gateway_id)
+                if found is None or gateway is None:
+                    answers.append(None)
+                    continue
+                current = found.payment
+                change = current.begin_dispatch(item.gateway_id, now)
+                if change is None or (not change.changed and found.dispatch_deadline is None):
+                    answers.append(DispatchRecord(current, gateway, 0, None, None, dispatch=False))
+                    continue
+                if change.changed:
+                    deadline = now + timedelta(seconds=gateway.callback_timeout_s)
+                    updated = change.payment
+                    for event in change.events:
+                        if isinstance(event, StatusChanged):
+                            status_changes.append((updated, event.previous, item.request_id))
+                        elif isinstance(event, Dispatched):
+                            dispatches.append(
+                                (pids[item.payment_id], event.gateway_id, event.attempt, deadline)
+                            )
+                    # A repeat of this payment later in the batch sees it dispatched.
+                    locked[item.payment_id] = replace(
+                        found, payment=updated, dispatch_deadline=deadline
+                    )
+                    answers.append(
+                        DispatchRecord(
+                            updated, gateway, updated.attempt, deadline, found.sealed, dispatch=True
+                        )
+                    )
+                else:
+                    answers.append(
+                        DispatchRecord(
+                            current,
+                            gateway,
+                            current.attempt,
+                            found.dispatch_deadline,
+                            found.sealed,
+                            dispatch=True,
+                        )
+                    )
+            await save_status_changes(conn, status_changes)
+            if dispatches:
+                await conn.execute(
+                    "INSERT INTO payments.dispatches"
+                    " (payment_id, gateway_id, attempt, callback_deadline)"
+                    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[])"
+                    " ON CONFLICT (payment_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id,"
+                    " attempt = EXCLUDED.attempt, callback_deadline = EXCLUDED.callback_deadline,"
+                    " update_time = now()",
+                    [d[0] for d in dispatches],
+                    [d[1] for d in dispatches],
+                    [d[2] for d in dispatches],
+                    [d[3] for d in dispatches],
+                )
+        return answers
 
     async def begin_dispatch(
         self, payment_id: str, gateway_id: str, now: datetime

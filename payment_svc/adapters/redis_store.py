@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -127,6 +128,22 @@ class RedisPaymentCache:
         except RedisError as exc:
             log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
 
+    async def put_many(self, views: Sequence[PaymentView]) -> None:
+        """:meth:`put` for many payments in one round trip (a pipeline)."""
+        if not views:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for view in views:
+                await self._put_newer(
+                    keys=[_payment_key(view.payment_id)],
+                    args=[_encode(view), view.version, self._ttl_s],
+                    client=pipe,
+                )
+            await pipe.execute()
+        except RedisError as exc:
+            log.warning("payment cache unavailable", extra={"error": type(exc).__name__})
+
     async def forget(self, payment_id: str) -> None:
         try:
             await self._client.delete(_payment_key(payment_id))
@@ -155,7 +172,23 @@ class RedisCvcStore:
         except RedisError as exc:
             log.warning("cvc store unavailable", extra={"error": type(exc).__name__})
             return None
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return SealedCvc(data["k"], bytes.fromhex(data["n"]), bytes.fromhex(data["c"]))
+        return None if raw is None else _sealed_cvc(raw)
+
+    async def take_many(self, payment_ids: Sequence[str]) -> list[SealedCvc | None]:
+        """:meth:`take` for many payments in one round trip (GETDEL each, pipelined)."""
+        if not payment_ids:
+            return []
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for payment_id in payment_ids:
+                pipe.getdel(f"cvc:{payment_id}")
+            raws = await pipe.execute()
+        except RedisError as exc:
+            log.warning("cvc store unavailable", extra={"error": type(exc).__name__})
+            return [None for _ in payment_ids]
+        return [None if raw is None else _sealed_cvc(raw) for raw in raws]
+
+
+def _sealed_cvc(raw: bytes | str) -> SealedCvc:
+    data = json.loads(raw)
+    return SealedCvc(data["k"], bytes.fromhex(data["n"]), bytes.fromhex(data["c"]))

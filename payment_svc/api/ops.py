@@ -19,11 +19,12 @@ from payment_svc.domain.errors import ValidationFailed
 from payment_svc.domain.status import PaymentKind
 from payment_svc.proto_mapping import payment_to_pb, timestamp
 from payment_svc.service.processing import Dispatch, Processing
-from payment_svc.service.processing_ports import GatewayView, StaleCursor
+from payment_svc.service.processing_ports import DispatchItem, GatewayView, StaleCursor
 from payment_svc.service.verification import Verifications
 from payrail.callbacks.v1 import callbacks_pb2, callbacks_pb2_grpc
 from payrail.internal.v1 import payment_ops_pb2 as ops
 from payrail.internal.v1 import payment_ops_pb2_grpc
+from payrail_common import tracing
 from payrail_common.authn import metadata_value
 from payrail_common.fields import FieldViolation
 
@@ -99,6 +100,22 @@ class PaymentOpsServicer(payment_ops_pb2_grpc.PaymentOpsServiceServicer):
         async with mapped_errors(context):
             dispatch = await self._processing.begin_dispatch(request.payment_id, request.gateway_id)
         return dispatch_to_pb(dispatch)
+
+    async def BeginDispatches(
+        self, request: ops.BeginDispatchesRequest, context: Any
+    ) -> ops.BeginDispatchesResponse:
+        async with mapped_errors(context):
+            items = [
+                DispatchItem(item.payment_id, item.gateway_id, tracing.accept(item.request_id))
+                for item in request.items
+            ]
+            dispatches = await self._processing.begin_dispatches(items)
+        return ops.BeginDispatchesResponse(
+            items=[
+                ops.BeginDispatchResponse(not_found=True) if d is None else dispatch_to_pb(d)
+                for d in dispatches
+            ]
+        )
 
     async def Sweep(self, request: ops.SweepRequest, context: Any) -> ops.SweepResponse:
         async with mapped_errors(context):

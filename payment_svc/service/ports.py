@@ -98,6 +98,9 @@ class PaymentCache(Protocol):
     async def forget(self, payment_id: str) -> None:
         """Drop the cached copy (a change that kept the version, e.g. a re-dispatch)."""
 
+    async def put_many(self, views: Sequence[PaymentView]) -> None:
+        """:meth:`put` for many payments at once."""
+
 
 class CvcStore(Protocol):
     """Short-lived sealed CVCs for the gateway dispatch; never PostgreSQL or Kafka."""

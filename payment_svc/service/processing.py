@@ -13,11 +13,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from payment_svc.domain.errors import CallbackRejected, DecryptionFailed, ResultConflict
+from payment_svc.domain.errors import (
+    CallbackRejected,
+    DecryptionFailed,
+    ResultConflict,
+    ValidationFailed,
+)
 from payment_svc.service import lifecycle
 from payment_svc.service.ports import PaymentCache, PaymentView
 from payment_svc.service.processing_ports import (
     AppliedResult,
+    DispatchItem,
     DispatchRecord,
     GatewayView,
     ProcessingRepository,
@@ -33,8 +39,13 @@ from payment_svc.service.results import (
     authenticate,
 )
 from payment_svc.vault import CardVault, SealedCvc
+from payrail_common import tracing
+from payrail_common.fields import FieldViolation
 
 log = logging.getLogger(__name__)
+
+# Dispatches per BeginDispatches call.
+DISPATCH_BATCH_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,9 @@ class GatewayCrypto(Protocol):
 class CvcTaker(Protocol):
     async def take(self, payment_id: str) -> SealedCvc | None:
         """Read and delete: a CVC is used for one dispatch at most."""
+
+    async def take_many(self, payment_ids: Sequence[str]) -> list[SealedCvc | None]:
+        """:meth:`take` for many payments at once, in order."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,37 @@ class Processing:
             lifecycle.step("dispatched", dispatch.record.payment)
         return dispatch
 
+    async def begin_dispatches(self, items: Sequence[DispatchItem]) -> list[Dispatch | None]:
+        """Many dispatches in one transaction (the processor's batch); None for an item
+        whose payment or gateway does not exist. Each item's log line and outbox row
+        carry its own request id."""
+        if not 1 <= len(items) <= DISPATCH_BATCH_MAX:
+            raise ValidationFailed(
+                [FieldViolation("items", f"must hold 1 to {DISPATCH_BATCH_MAX} dispatches")]
+            )
+        records = await self._repository.begin_dispatches(items, self._clock())
+        await self._cache.put_many([r.payment for r in records if r is not None])
+        to_seal = [r for r in records if r is not None and r.dispatch and r.sealed_pan is not None]
+        cvcs = dict(
+            zip(
+                [r.payment.payment_id for r in to_seal],
+                await self._cvcs.take_many([r.payment.payment_id for r in to_seal]),
+                strict=True,
+            )
+        )
+        dispatches: list[Dispatch | None] = []
+        for item, record in zip(items, records, strict=True):
+            if record is None:
+                dispatches.append(None)
+                continue
+            with tracing.bind(item.request_id):
+                pid = record.payment.payment_id
+                dispatch = await self._sealed(record, (cvcs[pid],) if pid in cvcs else None)
+                if dispatch.record.dispatch and record.payment.attempt == 1:
+                    lifecycle.step("dispatched", dispatch.record.payment)
+            dispatches.append(dispatch)
+        return dispatches
+
     async def sweep(self, limit: int) -> SweepResult:
         """One janitor pass: expire, time out, and claim re-dispatches."""
         if self._sweeper is None:
@@ -195,8 +240,11 @@ class Processing:
         found, cursor = await self._sweeper.stale_pending(before, after=after, limit=limit)
         return StalePage([p for p in found if p.event is not None], cursor)
 
-    async def _sealed(self, record: DispatchRecord) -> Dispatch:
-        """The dispatch with the card opened from the vault and sealed to the gateway."""
+    async def _sealed(
+        self, record: DispatchRecord, taken: tuple[SealedCvc | None] | None = None
+    ) -> Dispatch:
+        """The dispatch with the card opened from the vault and sealed to the gateway
+        (``taken``: its CVC, already taken from the store for a batch)."""
         if not record.dispatch or record.gateway is None or record.sealed_pan is None:
             return Dispatch(record, b"")
         pid = record.payment.payment_id
@@ -212,7 +260,7 @@ class Processing:
             await self._cache.put(failed)
             lifecycle.step("failed", failed)
             return Dispatch(replace(record, payment=failed, dispatch=False), b"")
-        sealed_cvc = await self._cvcs.take(pid)
+        sealed_cvc = taken[0] if taken is not None else await self._cvcs.take(pid)
         cvc = "" if sealed_cvc is None else self._vault.open_cvc(sealed_cvc, pid).reveal()
         card = record.payment.card
         plaintext = CardPlaintext(

@@ -61,6 +61,16 @@ class StalePending:
     event: bytes | None
 
 
+@dataclass(frozen=True)
+class DispatchItem:
+    """One dispatch of a batch: the payment, the gateway routing chose, and the request
+    the dispatch continues (its log lines and outbox row carry the id)."""
+
+    payment_id: str
+    gateway_id: str
+    request_id: str | None = None
+
+
 class ProcessingRepository(Protocol):
     async def list_gateways(self) -> Sequence[GatewayView]: ...
 
@@ -71,6 +81,11 @@ class ProcessingRepository(Protocol):
     async def begin_dispatch(
         self, payment_id: str, gateway_id: str, now: datetime
     ) -> DispatchRecord: ...
+
+    async def begin_dispatches(
+        self, items: Sequence[DispatchItem], now: datetime
+    ) -> list[DispatchRecord | None]:
+        """Many at once, one transaction; None where the payment or gateway is unknown."""
 
     async def fail(
         self, payment_id: str, failure_code: str, failure_message: str, now: datetime

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from payrail.payments.v1 import payments_pb2 as payrail_dot_payments_dot_v1_dot_payments__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%payrail/internal/v1/payment_ops.proto\x12\x13payrail.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"payrail/payments/v1/payments.proto\"\xbe\x01\n\x07Gateway\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x13\n\x0bwire_format\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12/\n\x05kinds\x18\x04 \x03(\x0e\x32 .payrail.payments.v1.PaymentKind\x12\x16\n\x0e\x63urrency_codes\x18\x05 \x03(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12 \n\x18\x63\x61llback_timeout_seconds\x18\x07 \x01(\x05\"\x15\n\x13ListGatewaysRequest\"F\n\x14ListGatewaysResponse\x12.\n\x08gateways\x18\x01 \x03(\x0b\x32\x1c.payrail.internal.v1.Gateway\">\n\x14\x42\x65ginDispatchRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\"\xe4\x01\n\x15\x42\x65ginDispatchResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\x12-\n\x07gateway\x18\x02 \x01(\x0b\x32\x1c.payrail.internal.v1.Gateway\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x13\n\x0bsealed_card\x18\x04 \x01(\x0c\x12\x35\n\x11\x63\x61llback_deadline\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64ispatch\x18\x06 \x01(\x08\"W\n\x12\x46\x61ilPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x02 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x03 \x01(\t\"D\n\x13\x46\x61ilPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\"W\n\x12\x44\x65nyPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x02 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x03 \x01(\t\"D\n\x13\x44\x65nyPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\"@\n\x1aRequireVerificationRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8b\x01\n\x1bRequireVerificationResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1d\n\x0cSweepRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\x81\x01\n\rSweepResponse\x12@\n\x0credispatches\x18\x01 \x03(\x0b\x32*.payrail.internal.v1.BeginDispatchResponse\x12\x15\n\rexpired_count\x18\x02 \x01(\x05\x12\x17\n\x0ftimed_out_count\x18\x03 \x01(\x05\"\\\n\x17ListStalePendingRequest\x12\x1a\n\x12older_than_seconds\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"t\n\x0cStalePayment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\x0c\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x18ListStalePendingResponse\x12\x33\n\x08payments\x18\x01 \x03(\x0b\x32!.payrail.internal.v1.StalePayment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdf\x05\n\x11PaymentOpsService\x12\x63\n\x0cListGateways\x12(.payrail.internal.v1.ListGatewaysRequest\x1a).payrail.internal.v1.ListGatewaysResponse\x12\x66\n\rBeginDispatch\x12).payrail.internal.v1.BeginDispatchRequest\x1a*.payrail.internal.v1.BeginDispatchResponse\x12`\n\x0b\x46\x61ilPayment\x12\'.payrail.internal.v1.FailPaymentRequest\x1a(.payrail.internal.v1.FailPaymentResponse\x12`\n\x0b\x44\x65nyPayment\x12\'.payrail.internal.v1.DenyPaymentRequest\x1a(.payrail.internal.v1.DenyPaymentResponse\x12x\n\x13RequireVerification\x12/.payrail.internal.v1.RequireVerificationRequest\x1a\x30.payrail.internal.v1.RequireVerificationResponse\x12N\n\x05Sweep\x12!.payrail.internal.v1.SweepRequest\x1a\".payrail.internal.v1.SweepResponse\x12o\n\x10ListStalePending\x12,.payrail.internal.v1.ListStalePendingRequest\x1a-.payrail.internal.v1.ListStalePendingResponseBBZ@github.com/payrail/payrail/gen/go/payrail/internal/v1;internalv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%payrail/internal/v1/payment_ops.proto\x12\x13payrail.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"payrail/payments/v1/payments.proto\"\xbe\x01\n\x07Gateway\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x13\n\x0bwire_format\x18\x02 \x01(\t\x12\r\n\x05topic\x18\x03 \x01(\t\x12/\n\x05kinds\x18\x04 \x03(\x0e\x32 .payrail.payments.v1.PaymentKind\x12\x16\n\x0e\x63urrency_codes\x18\x05 \x03(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12 \n\x18\x63\x61llback_timeout_seconds\x18\x07 \x01(\x05\"\x15\n\x13ListGatewaysRequest\"F\n\x14ListGatewaysResponse\x12.\n\x08gateways\x18\x01 \x03(\x0b\x32\x1c.payrail.internal.v1.Gateway\"R\n\x14\x42\x65ginDispatchRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x12\n\ngateway_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"R\n\x16\x42\x65ginDispatchesRequest\x12\x38\n\x05items\x18\x01 \x03(\x0b\x32).payrail.internal.v1.BeginDispatchRequest\"T\n\x17\x42\x65ginDispatchesResponse\x12\x39\n\x05items\x18\x01 \x03(\x0b\x32*.payrail.internal.v1.BeginDispatchResponse\"\xf7\x01\n\x15\x42\x65ginDispatchResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\x12-\n\x07gateway\x18\x02 \x01(\x0b\x32\x1c.payrail.internal.v1.Gateway\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x13\n\x0bsealed_card\x18\x04 \x01(\x0c\x12\x35\n\x11\x63\x61llback_deadline\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64ispatch\x18\x06 \x01(\x08\x12\x11\n\tnot_found\x18\x07 \x01(\x08\"W\n\x12\x46\x61ilPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x02 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x03 \x01(\t\"D\n\x13\x46\x61ilPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\"W\n\x12\x44\x65nyPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x02 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x03 \x01(\t\"D\n\x13\x44\x65nyPaymentResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\"@\n\x1aRequireVerificationRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x8b\x01\n\x1bRequireVerificationResponse\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1d\n\x0cSweepRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"\x81\x01\n\rSweepResponse\x12@\n\x0credispatches\x18\x01 \x03(\x0b\x32*.payrail.internal.v1.BeginDispatchResponse\x12\x15\n\rexpired_count\x18\x02 \x01(\x05\x12\x17\n\x0ftimed_out_count\x18\x03 \x01(\x05\"\\\n\x17ListStalePendingRequest\x12\x1a\n\x12older_than_seconds\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"t\n\x0cStalePayment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\x0c\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x18ListStalePendingResponse\x12\x33\n\x08payments\x18\x01 \x03(\x0b\x32!.payrail.internal.v1.StalePayment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xcd\x06\n\x11PaymentOpsService\x12\x63\n\x0cListGateways\x12(.payrail.internal.v1.ListGatewaysRequest\x1a).payrail.internal.v1.ListGatewaysResponse\x12\x66\n\rBeginDispatch\x12).payrail.internal.v1.BeginDispatchRequest\x1a*.payrail.internal.v1.BeginDispatchResponse\x12l\n\x0f\x42\x65ginDispatches\x12+.payrail.internal.v1.BeginDispatchesRequest\x1a,.payrail.internal.v1.BeginDispatchesResponse\x12`\n\x0b\x46\x61ilPayment\x12\'.payrail.internal.v1.FailPaymentRequest\x1a(.payrail.internal.v1.FailPaymentResponse\x12`\n\x0b\x44\x65nyPayment\x12\'.payrail.internal.v1.DenyPaymentRequest\x1a(.payrail.internal.v1.DenyPaymentResponse\x12x\n\x13RequireVerification\x12/.payrail.internal.v1.RequireVerificationRequest\x1a\x30.payrail.internal.v1.RequireVerificationResponse\x12N\n\x05Sweep\x12!.payrail.internal.v1.SweepRequest\x1a\".payrail.internal.v1.SweepResponse\x12o\n\x10ListStalePending\x12,.payrail.internal.v1.ListStalePendingRequest\x1a-.payrail.internal.v1.ListStalePendingResponseBBZ@github.com/payrail/payrail/gen/go/payrail/internal/v1;internalv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,31 +42,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTGATEWAYSRESPONSE']._serialized_start=347
   _globals['_LISTGATEWAYSRESPONSE']._serialized_end=417
   _globals['_BEGINDISPATCHREQUEST']._serialized_start=419
-  _globals['_BEGINDISPATCHREQUEST']._serialized_end=481
-  _globals['_BEGINDISPATCHRESPONSE']._serialized_start=484
-  _globals['_BEGINDISPATCHRESPONSE']._serialized_end=712
-  _globals['_FAILPAYMENTREQUEST']._serialized_start=714
-  _globals['_FAILPAYMENTREQUEST']._serialized_end=801
-  _globals['_FAILPAYMENTRESPONSE']._serialized_start=803
-  _globals['_FAILPAYMENTRESPONSE']._serialized_end=871
-  _globals['_DENYPAYMENTREQUEST']._serialized_start=873
-  _globals['_DENYPAYMENTREQUEST']._serialized_end=960
-  _globals['_DENYPAYMENTRESPONSE']._serialized_start=962
-  _globals['_DENYPAYMENTRESPONSE']._serialized_end=1030
-  _globals['_REQUIREVERIFICATIONREQUEST']._serialized_start=1032
-  _globals['_REQUIREVERIFICATIONREQUEST']._serialized_end=1096
-  _globals['_REQUIREVERIFICATIONRESPONSE']._serialized_start=1099
-  _globals['_REQUIREVERIFICATIONRESPONSE']._serialized_end=1238
-  _globals['_SWEEPREQUEST']._serialized_start=1240
-  _globals['_SWEEPREQUEST']._serialized_end=1269
-  _globals['_SWEEPRESPONSE']._serialized_start=1272
-  _globals['_SWEEPRESPONSE']._serialized_end=1401
-  _globals['_LISTSTALEPENDINGREQUEST']._serialized_start=1403
-  _globals['_LISTSTALEPENDINGREQUEST']._serialized_end=1495
-  _globals['_STALEPAYMENT']._serialized_start=1497
-  _globals['_STALEPAYMENT']._serialized_end=1613
-  _globals['_LISTSTALEPENDINGRESPONSE']._serialized_start=1615
-  _globals['_LISTSTALEPENDINGRESPONSE']._serialized_end=1719
-  _globals['_PAYMENTOPSSERVICE']._serialized_start=1722
-  _globals['_PAYMENTOPSSERVICE']._serialized_end=2457
+  _globals['_BEGINDISPATCHREQUEST']._serialized_end=501
+  _globals['_BEGINDISPATCHESREQUEST']._serialized_start=503
+  _globals['_BEGINDISPATCHESREQUEST']._serialized_end=585
+  _globals['_BEGINDISPATCHESRESPONSE']._serialized_start=587
+  _globals['_BEGINDISPATCHESRESPONSE']._serialized_end=671
+  _globals['_BEGINDISPATCHRESPONSE']._serialized_start=674
+  _globals['_BEGINDISPATCHRESPONSE']._serialized_end=921
+  _globals['_FAILPAYMENTREQUEST']._serialized_start=923
+  _globals['_FAILPAYMENTREQUEST']._serialized_end=1010
+  _globals['_FAILPAYMENTRESPONSE']._serialized_start=1012
+  _globals['_FAILPAYMENTRESPONSE']._serialized_end=1080
+  _globals['_DENYPAYMENTREQUEST']._serialized_start=1082
+  _globals['_DENYPAYMENTREQUEST']._serialized_end=1169
+  _globals['_DENYPAYMENTRESPONSE']._serialized_start=1171
+  _globals['_DENYPAYMENTRESPONSE']._serialized_end=1239
+  _globals['_REQUIREVERIFICATIONREQUEST']._serialized_start=1241
+  _globals['_REQUIREVERIFICATIONREQUEST']._serialized_end=1305
+  _globals['_REQUIREVERIFICATIONRESPONSE']._serialized_start=1308
+  _globals['_REQUIREVERIFICATIONRESPONSE']._serialized_end=1447
+  _globals['_SWEEPREQUEST']._serialized_start=1449
+  _globals['_SWEEPREQUEST']._serialized_end=1478
+  _globals['_SWEEPRESPONSE']._serialized_start=1481
+  _globals['_SWEEPRESPONSE']._serialized_end=1610
+  _globals['_LISTSTALEPENDINGREQUEST']._serialized_start=1612
+  _globals['_LISTSTALEPENDINGREQUEST']._serialized_end=1704
+  _globals['_STALEPAYMENT']._serialized_start=1706
+  _globals['_STALEPAYMENT']._serialized_end=1822
+  _globals['_LISTSTALEPENDINGRESPONSE']._serialized_start=1824
+  _globals['_LISTSTALEPENDINGRESPONSE']._serialized_end=1928
+  _globals['_PAYMENTOPSSERVICE']._serialized_start=1931
+  _globals['_PAYMENTOPSSERVICE']._serialized_end=2776
 # @@protoc_insertion_point(module_scope)

@@ -40,28 +40,44 @@ class ListGatewaysResponse(_message.Message):
     def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ...) -> None: ...
 
 class BeginDispatchRequest(_message.Message):
-    __slots__ = ("payment_id", "gateway_id")
+    __slots__ = ("payment_id", "gateway_id", "request_id")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     gateway_id: str
-    def __init__(self, payment_id: _Optional[str] = ..., gateway_id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., gateway_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class BeginDispatchesRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BeginDispatchRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[BeginDispatchRequest, _Mapping]]] = ...) -> None: ...
+
+class BeginDispatchesResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BeginDispatchResponse]
+    def __init__(self, items: _Optional[_Iterable[_Union[BeginDispatchResponse, _Mapping]]] = ...) -> None: ...
 
 class BeginDispatchResponse(_message.Message):
-    __slots__ = ("payment", "gateway", "attempt", "sealed_card", "callback_deadline", "dispatch")
+    __slots__ = ("payment", "gateway", "attempt", "sealed_card", "callback_deadline", "dispatch", "not_found")
     PAYMENT_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SEALED_CARD_FIELD_NUMBER: _ClassVar[int]
     CALLBACK_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
     payment: _payments_pb2.Payment
     gateway: Gateway
     attempt: int
     sealed_card: bytes
     callback_deadline: _timestamp_pb2.Timestamp
     dispatch: bool
-    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ..., gateway: _Optional[_Union[Gateway, _Mapping]] = ..., attempt: _Optional[int] = ..., sealed_card: _Optional[bytes] = ..., callback_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dispatch: _Optional[bool] = ...) -> None: ...
+    not_found: bool
+    def __init__(self, payment: _Optional[_Union[_payments_pb2.Payment, _Mapping]] = ..., gateway: _Optional[_Union[Gateway, _Mapping]] = ..., attempt: _Optional[int] = ..., sealed_card: _Optional[bytes] = ..., callback_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dispatch: _Optional[bool] = ..., not_found: _Optional[bool] = ...) -> None: ...
 
 class FailPaymentRequest(_message.Message):
     __slots__ = ("payment_id", "failure_code", "failure_message")

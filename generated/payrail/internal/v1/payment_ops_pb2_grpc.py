@@ -49,6 +49,11 @@ class PaymentOpsServiceStub:
                 request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchRequest.SerializeToString,
                 response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchResponse.FromString,
                 _registered_method=True)
+        self.BeginDispatches = channel.unary_unary(
+                '/payrail.internal.v1.PaymentOpsService/BeginDispatches',
+                request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchesRequest.SerializeToString,
+                response_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchesResponse.FromString,
+                _registered_method=True)
         self.FailPayment = channel.unary_unary(
                 '/payrail.internal.v1.PaymentOpsService/FailPayment',
                 request_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.FailPaymentRequest.SerializeToString,
@@ -96,6 +101,16 @@ class PaymentOpsServiceServicer:
         what the gateway request needs, with the card sealed to that gateway's public key.
         Repeating it for a payment already PROCESSING at the same gateway returns the same
         dispatch (same attempt), so a redelivered event cannot dispatch twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginDispatches(self, request, context):
+        """BeginDispatches is BeginDispatch for many payments at once (the processor's batch),
+        applied in one transaction, answered item by item in request order. An item whose
+        payment or gateway does not exist answers dispatch=false, not_found=true; the others
+        are unaffected. At most 500 items.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +180,11 @@ def add_PaymentOpsServiceServicer_to_server(servicer, server):
                     servicer.BeginDispatch,
                     request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchRequest.FromString,
                     response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchResponse.SerializeToString,
+            ),
+            'BeginDispatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginDispatches,
+                    request_deserializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchesRequest.FromString,
+                    response_serializer=payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchesResponse.SerializeToString,
             ),
             'FailPayment': grpc.unary_unary_rpc_method_handler(
                     servicer.FailPayment,
@@ -250,6 +270,33 @@ class PaymentOpsService:
             '/payrail.internal.v1.PaymentOpsService/BeginDispatch',
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchRequest.SerializeToString,
             payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginDispatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/payrail.internal.v1.PaymentOpsService/BeginDispatches',
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchesRequest.SerializeToString,
+            payrail_dot_internal_dot_v1_dot_payment__ops__pb2.BeginDispatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,
