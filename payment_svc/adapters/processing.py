@@ -22,7 +22,7 @@ from payment_svc.adapters.postgres import (
 )
 from payment_svc.domain.errors import NotFound
 from payment_svc.domain.payment import Change, Dispatched, Payment, StatusChanged, Verified
-from payment_svc.domain.status import TERMINAL, PaymentStatus, next_version
+from payment_svc.domain.status import PaymentStatus
 from payment_svc.proto_mapping import verified_event
 from payment_svc.service.ports import PaymentView
 from payment_svc.service.processing_ports import (
@@ -139,37 +139,6 @@ async def lock_for_processing(
     if row is None:
         raise NotFound("payment")
     return _locked(row)
-
-
-async def transition(
-    conn: asyncpg.Connection,
-    current: PaymentView,
-    target: PaymentStatus,
-    now: datetime,
-    *,
-    failure_code: str = "",
-    failure_message: str = "",
-    dispatched_to: tuple[str, int] | None = None,
-    gateway_reference: str | None = None,
-) -> PaymentView:
-    """Change status (version + 1), settle or release funds, announce it; one transaction.
-    ``dispatched_to`` (gateway, attempt) and ``gateway_reference`` record where it went."""
-    updated = replace(
-        current,
-        status=target,
-        version=next_version(current.status, target, current.version),
-        failure_code=failure_code,
-        failure_message=failure_message,
-        update_time=now,
-    )
-    if dispatched_to is not None:
-        updated = replace(updated, gateway_id=dispatched_to[0], attempt=dispatched_to[1])
-    if gateway_reference is not None:
-        updated = replace(updated, gateway_reference=gateway_reference)
-    if target in TERMINAL:
-        await settle(conn, updated)
-    await save_status_change(conn, updated, current.status)
-    return updated
 
 
 async def save(
@@ -307,6 +276,7 @@ class PostgresProcessingRepository:
                             found.dispatch_deadline,
                             found.sealed,
                             dispatch=True,
+                            changed=False,
                         )
                     )
             await save_status_changes(conn, status_changes)
@@ -351,7 +321,13 @@ class PostgresProcessingRepository:
                 # A redelivered event: the same dispatch again, nothing changes.
                 updated, deadline = current, locked.dispatch_deadline
         return DispatchRecord(
-            updated, gateway, updated.attempt, deadline, locked.sealed, dispatch=True
+            updated,
+            gateway,
+            updated.attempt,
+            deadline,
+            locked.sealed,
+            dispatch=True,
+            changed=change.changed,
         )
 
     async def fail(

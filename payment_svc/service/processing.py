@@ -166,7 +166,7 @@ class Processing:
         record = await self._repository.begin_dispatch(payment_id, gateway_id, self._clock())
         await self._cache.put(record.payment)
         dispatch = await self._sealed(record)
-        if dispatch.record.dispatch:
+        if dispatch.record.dispatch and record.changed:
             lifecycle.step("dispatched", dispatch.record.payment)
         return dispatch
 
@@ -196,7 +196,7 @@ class Processing:
             with tracing.bind(item.request_id):
                 pid = record.payment.payment_id
                 dispatch = await self._sealed(record, (cvcs[pid],) if pid in cvcs else None)
-                if dispatch.record.dispatch and record.payment.attempt == 1:
+                if dispatch.record.dispatch and record.changed:
                     lifecycle.step("dispatched", dispatch.record.payment)
             dispatches.append(dispatch)
         return dispatches

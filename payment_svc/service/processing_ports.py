@@ -33,6 +33,8 @@ class DispatchRecord:
     callback_deadline: datetime | None
     sealed_pan: SealedPan | None
     dispatch: bool
+    # False when this dispatch had been begun before (a redelivery): nothing changed.
+    changed: bool = True
 
 
 @dataclass(frozen=True)
