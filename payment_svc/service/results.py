@@ -178,7 +178,8 @@ class ResultBatches:
 
     async def _after_commit(self, gateway_id: str, outcomes: Sequence[ResultOutcome]) -> None:
         """Per result, under its own request id: the lifecycle line of an applied result,
-        the alert of a conflicting one; and the cache, once per payment (its last state)."""
+        the alert of a conflicting one; and the cache, once per payment (its last state),
+        in one round trip."""
         latest: dict[str, PaymentView] = {}
         for outcome in outcomes:
             result, payment = outcome.result, outcome.payment
@@ -207,8 +208,7 @@ class ResultBatches:
                         "gateway result for a payment it was not given",
                         extra={"gateway_id": gateway_id, "event_id": result.event_id},
                     )
-        for payment in latest.values():
-            await self._cache.put(payment)
+        await self._cache.put_many(list(latest.values()))
 
 
 __all__ = [

@@ -147,15 +147,18 @@ class FakeResults:
 class FakeCache:
     def __init__(self) -> None:
         self.puts: list[PaymentView] = []
+        self.round_trips = 0
 
     async def get(self, payment_id: str) -> PaymentView | None:
         return None
 
     async def put(self, view: PaymentView) -> None:
         self.puts.append(view)
+        self.round_trips += 1
 
     async def put_many(self, views: Sequence[PaymentView]) -> None:
         self.puts.extend(views)
+        self.round_trips += 1
 
     async def forget(self, payment_id: str) -> None:
         pass
@@ -239,6 +242,7 @@ async def test_every_result_gets_its_outcome_in_order_and_one_bad_one_blocks_not
         (P1, PaymentStatus.COMPLETED),
         (P2, PaymentStatus.COMPLETED),
     ]
+    assert cache.round_trips == 1
     lines = [(msg, rid) for msg, rid, _ in seen.records]
     assert ("payment completed", "req-1") in lines
     assert [m for m, _ in lines].count("payment completed") == 1
