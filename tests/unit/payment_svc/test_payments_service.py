@@ -111,6 +111,10 @@ class FakeCache:
     async def forget(self, payment_id: str) -> None:
         self.entries.pop(payment_id, None)
 
+    async def put_many(self, views: Sequence[PaymentView]) -> None:
+        for view in views:
+            await self.put(view)
+
 
 class FakeCvcs:
     def __init__(self) -> None:
