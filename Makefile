@@ -35,7 +35,7 @@ TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(T
 
 PYTEST_ARGS ?=
 
-.PHONY: help up down status test gen lint tools venv logs clean bench dlq chaos browser
+.PHONY: help up down status test gen lint tools venv logs clean bench bench-ab dlq chaos browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -138,12 +138,21 @@ test: tools browser ## run every test against a private stack (never the one fro
 # to refuse a burst of payments (every benchmark user pays with the same test card) and
 # the worker counts below; BENCH_RESTART=0 keeps the running services as they are.
 # BENCH_ARGS go to `python -m bench run` (see `python -m bench run --help`); BENCH_DOCS=1
-# also rewrites the figures in docs/performance.md from this run.
+# also rewrites the figures in docs/performance.md from this run. The full run includes
+# the settled-throughput confirmation of 5 minutes (--settled-duration-s) and restarts
+# the services twice for the CreatePayment-alone phase (admission control off while the
+# pipeline is stopped; --alone-admission keep, or --no-create-alone, to avoid that).
+# `make bench-ab BENCH_AB_BASE=d99f874` measures CPU per settled payment of that commit
+# and of HEAD back to back (`python -m bench ab --help`; BENCH_AB_ARGS for more flags);
+# it stops the make-up stack meanwhile and starts it again afterwards.
 BENCH_ARGS     ?=
 BENCH_RESTART  ?= 1
 BENCH_DOCS     ?= 0
+BENCH_AB_BASE  ?= d99f874
+BENCH_AB_ARGS  ?=
 BENCH_GATEWAY_WORKERS ?= 1
 BENCH_PAYMENT_WORKERS ?= 1
+# Keep in step with bench/ab.py's SERVICE_ENV.
 BENCH_ENV := PAYRAIL_RISK_VELOCITY_MAX_PER_CARD=100000000 PAYRAIL_RISK_VELOCITY_MAX_PER_USER=100000000 \
 	PAYRAIL_RISK_AMOUNT_FACTOR=100000000 PAYRAIL_REGISTER_MAX_PER_PEER=100000 \
 	PAYRAIL_GATEWAY_WORKERS=$(BENCH_GATEWAY_WORKERS) PAYRAIL_PAYMENT_WORKERS=$(BENCH_PAYMENT_WORKERS)
@@ -157,6 +166,9 @@ bench: tools ## benchmark the make-up platform (restarts its services with bench
 	@echo "[bench] running: python -m bench run $(BENCH_ARGS)"
 	@$(DEV_ENV) $(BENCH_ENV) $(PY) -m bench run $(if $(filter 1,$(BENCH_DOCS)),--docs docs/performance.md) \
 	    $(BENCH_ARGS)
+
+bench-ab: tools ## CPU per settled payment of BENCH_AB_BASE and HEAD, back to back
+	@$(BENCH_ENV) $(PY) -m bench ab --base $(BENCH_AB_BASE) $(BENCH_AB_ARGS)
 
 # ---------------------------------------------------------------- chaos suite
 # `make chaos` (docs/reliability.md): its own stack (3 Kafka brokers, PostgreSQL with

@@ -2,6 +2,8 @@
 
     python -m bench run [flags]          the whole benchmark against a running platform
     python -m bench docs REPORT.json     re-render docs/performance.md from a report
+    python -m bench compare A.json B.json   CPU per payment of two reports side by side
+    python -m bench ab --base REV        A/B of CPU per payment: REV, then HEAD, back to back
     python -m bench echo-server          (internal) the echo baseline's server process
 
 Loads only ever target 127.0.0.1: ``--target`` and the DSN/bootstrap must be loopback.
@@ -20,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench import echo, report
-from bench.runner import Bench, BenchConfig, say
+from bench import ab, echo, report
+from bench.runner import PHASES, Bench, BenchConfig, say
 
 DEFAULT_OUT = Path(".data/bench")
 DEFAULT_DOCS = Path("docs/performance.md")
@@ -69,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--warmup-s", type=float, default=d.warmup_s, help="discarded per phase (%(default)s)"
     )
+    run.add_argument(
+        "--only",
+        default=None,
+        help=f"run only these phases, comma-separated, of: {','.join(PHASES)}",
+    )
+    run.add_argument("--no-sustained", dest="sustained", action="store_false")
     run.add_argument("--rate", type=float, default=None, help="sustained rate (default: step)")
     run.add_argument(
         "--duration-s", type=float, default=d.duration_s, help="sustained run (%(default)s)"
@@ -93,6 +101,75 @@ def _parser() -> argparse.ArgumentParser:
         "--e2e-rate", type=float, default=d.e2e_rate, help="0 skips the e2e run (%(default)s)"
     )
     run.add_argument("--e2e-duration-s", type=float, default=d.e2e_duration_s, help="(%(default)s)")
+    run.add_argument(
+        "--cpu-rate",
+        type=float,
+        default=d.cpu_rate,
+        help="offered rate of the CPU-per-settled-payment phase; 0 skips it (%(default)s)",
+    )
+    run.add_argument("--cpu-duration-s", type=float, default=d.cpu_duration_s, help="(%(default)s)")
+    run.add_argument(
+        "--cpu-baseline",
+        type=Path,
+        default=None,
+        help="the A/B base's report (same --cpu-rate): the CPU target as a ratio to it",
+    )
+    run.add_argument("--no-settled", dest="settled", action="store_false")
+    run.add_argument(
+        "--settled-start",
+        type=float,
+        default=d.settled_start_rate,
+        help="settled search: first rate (%(default)s)",
+    )
+    run.add_argument(
+        "--settled-step-s",
+        type=float,
+        default=d.settled_step_duration_s,
+        help="settled search: per step (%(default)s)",
+    )
+    run.add_argument(
+        "--settled-duration-s",
+        type=float,
+        default=d.settled_duration_s,
+        help="settled confirmation run; the target is 5 minutes (%(default)s)",
+    )
+    run.add_argument(
+        "--settled-retries",
+        type=int,
+        default=d.settled_retries,
+        help="confirmations one step lower after a failed one (%(default)s)",
+    )
+    run.add_argument(
+        "--settled-e2e-p99-ms",
+        type=float,
+        default=d.settled_e2e_p99_ms,
+        help="settled: accepted->COMPLETED p99 bound (%(default)s)",
+    )
+    run.add_argument("--no-create-alone", dest="create_alone", action="store_false")
+    run.add_argument(
+        "--alone-start",
+        type=float,
+        default=d.alone_start_rate,
+        help="CreatePayment alone: first rate (%(default)s)",
+    )
+    run.add_argument(
+        "--pipeline",
+        default=",".join(d.pipeline),
+        help="programs stopped for CreatePayment alone (%(default)s)",
+    )
+    run.add_argument(
+        "--services-cmd",
+        default=d.services_cmd,
+        help="stops/starts them: CMD stop|start NAME, CMD down|up (%(default)s)",
+    )
+    run.add_argument(
+        "--alone-admission",
+        choices=("restart", "keep"),
+        default=d.alone_admission,
+        help="restart: services down/up with PAYRAIL_UNSETTLED_MAX=0 around the phase "
+        "(payments stay PENDING while the pipeline is stopped); keep: as they run "
+        "(%(default)s)",
+    )
     run.add_argument("--no-overload", dest="overload", action="store_false")
     run.add_argument("--overload-s", type=float, default=d.overload_s, help="at 1.5x (%(default)s)")
     run.add_argument("--recovery-s", type=float, default=d.recovery_s, help="at 0.5x (%(default)s)")
@@ -121,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--run-dir", default=d.run_dir, help="the stack's pid files (CPU per component)"
     )
+    run.add_argument(
+        "--commit", default=None, help="the platform's commit for the report (this checkout's)"
+    )
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory (%(default)s)")
     run.add_argument(
         "--docs", type=Path, default=None, help="also refresh this performance.md's figures"
@@ -131,15 +211,49 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument("report", type=Path)
     docs.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
 
+    cmp = sub.add_parser("compare", help="CPU per payment of two reports, per component, B/A")
+    cmp.add_argument("a", type=Path)
+    cmp.add_argument("b", type=Path)
+
+    ab.add_parser(sub)
+
     srv = sub.add_parser("echo-server", help="(internal) the echo baseline server")
     srv.add_argument("--port", type=int, default=0)
     srv.add_argument("--response-bytes", type=int, default=200)
     return parser
 
 
+def _only(args: argparse.Namespace) -> None:
+    """--only: every phase not named is switched off."""
+    if args.only is None:
+        return
+    wanted = {p.strip() for p in args.only.split(",") if p.strip()}
+    unknown = wanted - set(PHASES)
+    if unknown:
+        raise SystemExit(f"--only: no phase {sorted(unknown)}; the phases are {','.join(PHASES)}")
+    for name, attr in (
+        ("echo", "echo"),
+        ("pgbench", "pgbench"),
+        ("step", "step"),
+        ("sustained", "sustained"),
+        ("settled", "settled"),
+        ("overload", "overload"),
+        ("alone", "create_alone"),
+    ):
+        if name not in wanted:
+            setattr(args, attr, False)
+    if "cpu" not in wanted:
+        args.cpu_rate = 0.0
+    if "e2e" not in wanted:
+        args.e2e_rate = 0.0
+
+
 def _config(args: argparse.Namespace) -> BenchConfig:
     _loopback(args.target, "--target")
     _loopback(args.kafka.split(",")[0], "--kafka")
+    _only(args)
+    if args.settled and args.settled_duration_s <= 0:
+        raise SystemExit("--settled-duration-s must be positive (the confirmation run)")
     return BenchConfig(
         target=args.target,
         pg_dsn=args.pg_dsn,
@@ -148,6 +262,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         channels=args.channels,
         timeout_s=args.timeout_s,
         warmup_s=args.warmup_s,
+        sustained=args.sustained,
         rate=args.rate,
         duration_s=args.duration_s,
         step=args.step,
@@ -166,10 +281,24 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         pgbench=args.pgbench,
         pgbench_clients=args.pgbench_clients,
         pgbench_duration_s=args.pgbench_duration_s,
+        cpu_rate=args.cpu_rate,
+        cpu_duration_s=args.cpu_duration_s,
+        settled=args.settled,
+        settled_start_rate=args.settled_start,
+        settled_step_duration_s=args.settled_step_s,
+        settled_duration_s=args.settled_duration_s,
+        settled_retries=args.settled_retries,
+        settled_e2e_p99_ms=args.settled_e2e_p99_ms,
+        create_alone=args.create_alone,
+        alone_start_rate=args.alone_start,
+        pipeline=tuple(p.strip() for p in args.pipeline.split(",") if p.strip()),
+        services_cmd=args.services_cmd,
+        alone_admission=args.alone_admission,
         settle_timeout_s=args.settle_timeout_s,
         quiet_timeout_s=args.quiet_timeout_s,
         progress=args.progress,
         run_dir=args.run_dir,
+        commit=args.commit,
     )
 
 
@@ -178,8 +307,15 @@ def _run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path = args.out / f"report-{stamp}.json"
     png_path = args.out / f"latency-{stamp}.png"
+    baseline = None
+    if args.cpu_baseline is not None:
+        baseline = report.cpu_baseline(
+            json.loads(args.cpu_baseline.read_text()), str(args.cpu_baseline)
+        )
     say(f"writing {json_path} and {png_path}")
     run = asyncio.run(Bench(config).execute())
+    if baseline is not None:
+        run.results["cpu_baseline"] = baseline
     doc = report.build(run)
     report.write_json(doc, json_path)
     report.write_chart(doc, png_path)
@@ -198,11 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "echo-server":
         asyncio.run(echo.serve(args.port, args.response_bytes))
         return 0
+    if args.command == "compare":
+        a = json.loads(args.a.read_text())
+        b = json.loads(args.b.read_text())
+        lines = report.compare_lines(a, b, a_name=str(args.a), b_name=str(args.b))
+        print("\n".join(lines))  # noqa: T201 - the CLI's output
+        return 0
+    if args.command == "ab":
+        return ab.main(args)
     if args.command == "docs":
         doc = json.loads(args.report.read_text())
         # Judged again with this version's rules (the raw figures are what they were).
         doc["ratios"] = report.ratios(doc)
         doc["targets"] = report.targets(doc)
+        doc["issue_targets"] = report.issue_targets(doc)
         png = args.report.with_name(args.report.name.replace("report-", "latency-")).with_suffix(
             ".png"
         )

@@ -51,6 +51,9 @@ class CompletionTracker:
     phase: str = ""
     samples: list[E2ESample] = field(default_factory=list)
     failed: dict[str, int] = field(default_factory=dict)
+    # Per phase: payments accepted, and those that ended otherwise than COMPLETED.
+    accepted_by_phase: dict[str, int] = field(default_factory=dict)
+    failed_by_phase: dict[str, int] = field(default_factory=dict)
     _accepted: dict[str, tuple[float, str]] = field(default_factory=dict)
     # Final events that arrived before the client had read its CreatePayment answer.
     _early: dict[str, float] = field(default_factory=dict)
@@ -100,6 +103,7 @@ class CompletionTracker:
             await consumer.stop()
 
     def accepted(self, payment_id: str, at_s: float) -> None:
+        self.accepted_by_phase[self.phase] = self.accepted_by_phase.get(self.phase, 0) + 1
         early = self._early.pop(payment_id, None)
         if early is not None:
             self.samples.append(E2ESample(at_s, max(0.0, early - at_s), self.phase))
@@ -160,8 +164,14 @@ class CompletionTracker:
             name = payments_pb2.PaymentStatus.Name(status).removeprefix("PAYMENT_STATUS_")
             reason = f"{name}:{event.status_changed.payment.failure_code}"
             self._processing.pop(event.payment_id, None)
-            if self._accepted.pop(event.payment_id, None) is not None:
+            entry = self._accepted.pop(event.payment_id, None)
+            if entry is not None:
                 self.failed[reason] = self.failed.get(reason, 0) + 1
+                self.failed_by_phase[entry[1]] = self.failed_by_phase.get(entry[1], 0) + 1
 
     def phase_samples(self, phase: str) -> list[E2ESample]:
         return [s for s in self.samples if s.phase == phase]
+
+    def completed_between(self, start_s: float, end_s: float) -> int:
+        """Payments seen COMPLETED between two loop times (whenever they were accepted)."""
+        return sum(1 for s in self.samples if start_s <= s.accepted_s + s.latency_s <= end_s)

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench import cpu
+from bench.judge import SETTLED_CONFIRM_S
 from bench.runner import BenchRun, config_dict
 from bench.stats import json_safe
 
@@ -26,6 +28,11 @@ TARGET_ECHO_RATIO = 0.30
 TARGET_E2E_RATE = 500.0
 TARGET_E2E_P50_MS = 100.0
 TARGET_E2E_P99_MS = 500.0
+# Issue 15's targets, as ratios: settled throughput and CreatePayment alone to this run's
+# echo baseline; CPU per settled payment to the A/B base's at the same offered rate.
+TARGET_SETTLED_OVER_ECHO = 0.15
+TARGET_ALONE_OVER_ECHO = 0.35
+TARGET_CPU_OVER_BASE = 0.20
 
 
 def build(run: BenchRun) -> dict[str, Any]:
@@ -41,6 +48,7 @@ def build(run: BenchRun) -> dict[str, Any]:
     }
     doc["ratios"] = ratios(doc)
     doc["targets"] = targets(doc)
+    doc["issue_targets"] = issue_targets(doc)
     return json_safe(doc)  # type: ignore[no-any-return]
 
 
@@ -71,7 +79,155 @@ def ratios(doc: dict[str, Any]) -> dict[str, float]:
     pg_latency = _num((doc.get("pgbench") or {}).get("latency_avg_ms"))
     if sustained and pg_latency > 0:
         out["create_p50_over_pgbench_latency"] = _num(sustained["latency"]["p50_ms"]) / pg_latency
-    return out
+    settled = doc.get("settled") or {}
+    if echo > 0 and settled:
+        out["settled_rate_over_echo"] = _num(settled.get("rate")) / echo
+    alone = doc.get("create_alone") or {}
+    if echo > 0 and "rate" in alone:
+        out["alone_rate_over_echo"] = _num(alone["rate"]) / echo
+    cpu_ratio = cpu_over_base(doc)
+    if cpu_ratio is not None:
+        out["cpu_per_payment_over_base"] = cpu_ratio
+    return {k: v for k, v in out.items() if not math.isnan(v)}
+
+
+def cpu_over_base(doc: dict[str, Any]) -> float | None:
+    """This run's CPU per settled payment over the A/B base's, when both exist at the same
+    offered rate."""
+    mine = doc.get("cpu_per_payment") or {}
+    base = doc.get("cpu_baseline") or {}
+    total = _num(mine.get("total_ms_per_payment"))
+    base_total = _num(base.get("total_ms_per_payment"))
+    if math.isnan(total) or math.isnan(base_total) or base_total <= 0:
+        return None
+    if _num(mine.get("offered_rate")) != _num(base.get("offered_rate")):
+        return None
+    return total / base_total
+
+
+def ratio_verdict(ratio: float, target: float, *, at_least: bool) -> tuple[str, str]:
+    """pass/miss of a ratio against its target, and by how much.
+
+    ``at_least``: the ratio must reach the target (throughput); otherwise it must stay at
+    or below it (cost)."""
+    if math.isnan(ratio) or target <= 0:
+        return "n/a", ""
+    if at_least:
+        if ratio >= target:
+            return "pass", f"{ratio / target:.2f}x the target"
+        if ratio <= 0:
+            return "miss", "nothing passed"
+        return "miss", f"{ratio / target:.2f}x the target; needs {target / ratio:.1f}x more"
+    if ratio <= target:
+        return "pass", f"{target / ratio:.2f}x under the bound" if ratio > 0 else "pass"
+    return "miss", f"{ratio / target:.2f}x the bound; needs {ratio / target:.1f}x less"
+
+
+def issue_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's three figures as ratios: measured, ratio, target, result, by how much."""
+    rows: list[dict[str, Any]] = []
+    echo = _num((doc.get("echo") or {}).get("sustainable_rate"))
+    echo_text = f"echo {echo:,.0f}/s" if echo > 0 else "no echo baseline in this run"
+    settled = doc.get("settled")
+    if settled is not None:
+        rate = _num(settled.get("rate"))
+        confirmed = bool(settled.get("confirmed"))
+        if confirmed:
+            duration = _num(settled.get("confirm_duration_s"))
+            measured = (
+                f"{rate:,.1f}/s for {duration:.0f} s: CreatePayment p99 "
+                f"{_ms(settled.get('create_p99_ms'))} ms, accepted->COMPLETED p99 "
+                f"{_ms(settled.get('e2e_p99_ms'))} ms, {settled.get('completed', 0)} of "
+                f"{settled.get('accepted', 0)} accepted COMPLETED, nothing shed"
+            )
+        else:
+            duration = math.nan
+            tried = "; ".join(
+                f"{_num(c['rate']):,.0f}/s: {c['why']}" for c in settled.get("confirmations", [])
+            )
+            measured = (
+                f"no rate confirmed (search: {_num(settled.get('step_rate')):,.0f}/s"
+                + (f"; confirmation {tried}" if tried else "")
+                + ")"
+            )
+        ratio = rate / echo if echo > 0 and confirmed else (0.0 if echo > 0 else math.nan)
+        result, by = ratio_verdict(ratio, TARGET_SETTLED_OVER_ECHO, at_least=True)
+        if confirmed and duration < SETTLED_CONFIRM_S:
+            by = (by + "; " if by else "") + (
+                f"confirmation {duration:.0f} s, shorter than the target's "
+                f"{SETTLED_CONFIRM_S / 60:.0f} minutes"
+            )
+            if result == "pass":
+                result = "pass (short run)"
+        rows.append(
+            {
+                "figure": "settled throughput",
+                "measured": measured,
+                "ratio": f"{ratio:.3f}x echo" if not math.isnan(ratio) else "-",
+                "target": f">= {TARGET_SETTLED_OVER_ECHO:.2f}x echo ({echo_text})",
+                "result": result,
+                "by": by,
+            }
+        )
+    mine = doc.get("cpu_per_payment")
+    if mine:
+        base = doc.get("cpu_baseline") or {}
+        total = _num(mine.get("total_ms_per_payment"))
+        settle_note = ""
+        if mine.get("outstanding") or mine.get("failed"):
+            settle_note = (
+                f"; NOT all settled: {mine.get('outstanding', 0)} outstanding, "
+                f"{mine.get('failed', 0)} failed"
+            )
+        measured = (
+            f"{total:.1f} CPU ms per payment at {_num(mine.get('offered_rate')):g}/s offered "
+            f"({mine.get('payments', 0)} settled in {_num(mine.get('wall_s')):.0f} s{settle_note})"
+        )
+        ratio_value = cpu_over_base(doc)
+        if ratio_value is not None:
+            result, by = ratio_verdict(ratio_value, TARGET_CPU_OVER_BASE, at_least=False)
+            ratio_text = f"{ratio_value:.2f}x base"
+            target = (
+                f"<= {TARGET_CPU_OVER_BASE:.2f}x base (`{base.get('commit', '?')}`: "
+                f"{_num(base.get('total_ms_per_payment')):.1f} ms)"
+            )
+        else:
+            result, ratio_text = "n/a", "-"
+            target = f"<= {TARGET_CPU_OVER_BASE:.2f}x the A/B base (d99f874)"
+            by = (
+                f"base measured at {_num(base.get('offered_rate')):g}/s, not the same rate"
+                if base
+                else "no A/B base given (`python -m bench ab`, or `--cpu-baseline REPORT`)"
+            )
+        rows.append(
+            {
+                "figure": "CPU per settled payment",
+                "measured": measured,
+                "ratio": ratio_text,
+                "target": target,
+                "result": result,
+                "by": by,
+            }
+        )
+    alone = doc.get("create_alone")
+    if alone is not None and "rate" in alone:
+        rate = _num(alone["rate"])
+        best = next((s for s in alone.get("steps", []) if s["pass"] and s["rate"] == rate), None)
+        p99 = _num(best["summary"]["latency"]["p99_ms"]) if best else math.nan
+        ratio_value = rate / echo if echo > 0 else math.nan
+        result, by = ratio_verdict(ratio_value, TARGET_ALONE_OVER_ECHO, at_least=True)
+        rows.append(
+            {
+                "figure": "CreatePayment alone (pipeline stopped)",
+                "measured": f"{rate:,.0f}/s with p99 {_ms(p99)} ms",
+                "ratio": f"{ratio_value:.3f}x echo" if not math.isnan(ratio_value) else "-",
+                "target": f">= {TARGET_ALONE_OVER_ECHO:.2f}x echo at p99 <= "
+                f"{_num(doc.get('config', {}).get('p99_limit_ms')):g} ms",
+                "result": result,
+                "by": by,
+            }
+        )
+    return rows
 
 
 def _verdict(ok: bool | None) -> str:
@@ -277,6 +433,202 @@ def cpu_table(doc: dict[str, Any], name: str = "sustained") -> list[str]:
     return lines
 
 
+def issue_targets_table(doc: dict[str, Any], *, bold: bool = False) -> list[str]:
+    rows = doc.get("issue_targets") or []
+    if not rows:
+        return []
+    lines = [
+        "| figure | measured | ratio | target | result | by how much |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in rows:
+        result = f"**{t['result']}**" if bold else t["result"]
+        lines.append(
+            f"| {t['figure']} | {t['measured']} | {t['ratio']} | {t['target']} | {result} "
+            f"| {t['by']} |"
+        )
+    return lines
+
+
+def cpu_figures(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """CPU per payment per component: the cpu phase's (per settled payment, measured
+    window), or for reports without one the sustained phase's (per request)."""
+    mine = doc.get("cpu_per_payment")
+    if mine and mine.get("ms_per_payment"):
+        return {
+            "source": f"cpu phase, per settled payment, {_num(mine.get('offered_rate')):g}/s",
+            "offered_rate": _num(mine.get("offered_rate")),
+            "ms": {k: _num(v) for k, v in mine["ms_per_payment"].items()},
+            "total_ms": _num(mine.get("total_ms_per_payment")),
+            "payments": mine.get("payments", 0),
+            "wall_s": _num(mine.get("wall_s")),
+            "create_p99_ms": _num(mine.get("create_p99_ms")),
+            "e2e_p99_ms": _num(mine.get("e2e_p99_ms")),
+            "commit": (doc.get("environment") or {}).get("commit", "?"),
+        }
+    sustained = phase(doc, "sustained")
+    if sustained and sustained.get("cpu"):
+        per_group = {g: _num(u["cpu_ms_per_payment"]) for g, u in sustained["cpu"].items()}
+        ms = cpu.by_component(per_group)
+        return {
+            "source": "sustained phase, per request (an older report: no cpu phase)",
+            "offered_rate": _num(sustained.get("offered_rate")),
+            "ms": ms,
+            "total_ms": sum(v for k, v in ms.items() if k != cpu.OTHER),
+            "payments": sustained.get("ok", 0),
+            "wall_s": _num(sustained.get("duration_s")),
+            "create_p99_ms": _num(sustained["latency"]["p99_ms"]),
+            "e2e_p99_ms": _num((sustained.get("e2e") or {}).get("p99_ms")),
+            "commit": (doc.get("environment") or {}).get("commit", "?"),
+        }
+    return None
+
+
+def cpu_per_payment_table(doc: dict[str, Any]) -> list[str]:
+    figures = cpu_figures(doc)
+    mine = doc.get("cpu_per_payment") or {}
+    if figures is None or not mine:
+        return []
+    cores = mine.get("cpu_s") or {}
+    wall = _num(mine.get("wall_s"))
+    lines = ["| component | CPU ms per settled payment | cores used |", "|---|---:|---:|"]
+    for name, ms in figures["ms"].items():
+        if name == cpu.OTHER:
+            continue
+        used = _num(cores.get(name)) / wall if wall > 0 else math.nan
+        lines.append(f"| {name} | {_ms(ms)} | {used:.2f} |")
+    total_cores = _num(mine.get("cores"))
+    lines.append(f"| **total** | **{_ms(figures['total_ms'])}** | **{total_cores:.2f}** |")
+    if cpu.OTHER in figures["ms"]:
+        used = _num(cores.get(cpu.OTHER)) / wall if wall > 0 else math.nan
+        lines.append(
+            f"| other (not the platform; not in the total) | {_ms(figures['ms'][cpu.OTHER])} "
+            f"| {used:.2f} |"
+        )
+    return lines
+
+
+def compare_lines(
+    a: dict[str, Any], b: dict[str, Any], *, a_name: str = "A", b_name: str = "B"
+) -> list[str]:
+    """Two reports' CPU per payment side by side, per component, with the ratio B/A."""
+    fa, fb = cpu_figures(a), cpu_figures(b)
+    if fa is None or fb is None:
+        missing = a_name if fa is None else b_name
+        return [f"{missing}: no CPU figures in this report (no cpu or sustained phase)"]
+    lines = [
+        f"A = {a_name}: commit {fa['commit']}, {fa['source']}, {fa['payments']} payments in "
+        f"{fa['wall_s']:.0f} s",
+        f"B = {b_name}: commit {fb['commit']}, {fb['source']}, {fb['payments']} payments in "
+        f"{fb['wall_s']:.0f} s",
+    ]
+    if fa["offered_rate"] != fb["offered_rate"]:
+        lines.append(
+            f"WARNING: offered rates differ ({fa['offered_rate']:g}/s vs "
+            f"{fb['offered_rate']:g}/s): CPU per payment falls as the rate rises, so the two "
+            "do not compare"
+        )
+    lines += [
+        "",
+        "| component | A CPU ms per payment | B CPU ms per payment | B/A |",
+        "|---|---:|---:|---:|",
+    ]
+    names = [n for n in cpu.by_component({**fa["ms"], **fb["ms"]}) if n != cpu.OTHER]
+
+    def row(label: str, x: float, y: float) -> str:
+        ratio = f"{y / x:.2f}" if x > 0 and not math.isnan(y) else "-"
+        return f"| {label} | {_ms(x)} | {_ms(y)} | {ratio} |"
+
+    for name in names:
+        lines.append(row(name, fa["ms"].get(name, 0.0), fb["ms"].get(name, 0.0)))
+    lines.append(row("**total**", fa["total_ms"], fb["total_ms"]))
+    if cpu.OTHER in fa["ms"] or cpu.OTHER in fb["ms"]:
+        lines.append(
+            row(
+                "other (not the platform; not in the total)",
+                fa["ms"].get(cpu.OTHER, 0.0),
+                fb["ms"].get(cpu.OTHER, 0.0),
+            )
+        )
+    lines += [
+        row("CreatePayment p99 ms", fa["create_p99_ms"], fb["create_p99_ms"]),
+        row("accepted->COMPLETED p99 ms", fa["e2e_p99_ms"], fb["e2e_p99_ms"]),
+    ]
+    for label, f in ((a_name, fa), (b_name, fb)):
+        other = f["ms"].get(cpu.OTHER, 0.0)
+        if other > 0.1 * f["total_ms"]:
+            lines.append(
+                f"WARNING: {label}: processes outside the platform used {_ms(other)} CPU ms per "
+                "payment meanwhile (a busy machine): its figures may be inflated; run again"
+            )
+    if fa["total_ms"] > 0:
+        ratio = fb["total_ms"] / fa["total_ms"]
+        result, by = ratio_verdict(ratio, TARGET_CPU_OVER_BASE, at_least=False)
+        lines += [
+            "",
+            f"B/A total = {ratio:.2f} (issue 15 target: <= {TARGET_CPU_OVER_BASE:.2f}): "
+            f"{result}{', ' + by if by else ''}",
+        ]
+    return lines
+
+
+def cpu_baseline(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """What a run keeps of its A/B base's report (``--cpu-baseline``)."""
+    figures = cpu_figures(doc) or {}
+    return {
+        "report": source,
+        "commit": (doc.get("environment") or {}).get("commit", "?"),
+        "started_at": doc.get("started_at"),
+        "offered_rate": figures.get("offered_rate"),
+        "total_ms_per_payment": figures.get("total_ms"),
+        "ms_per_payment": figures.get("ms"),
+        "source": figures.get("source"),
+    }
+
+
+def settled_lines(doc: dict[str, Any]) -> list[str]:
+    settled = doc.get("settled")
+    if not settled:
+        return []
+    lines = ["Settled-throughput search:", ""]
+    for st in settled.get("steps", []):
+        verdict = "pass" if st["pass"] else "fail"
+        lines.append(f"- {_num(st['rate']):,.0f}/s: {verdict} ({st['why']})")
+    for c in settled.get("confirmations", []):
+        lines.append(
+            f"- confirmation at {_num(c['rate']):,.0f}/s for "
+            f"{_num(settled.get('confirm_duration_s')):.0f} s: "
+            f"{'pass' if c['pass'] else 'fail'} ({c['why']})"
+        )
+    return [*lines, ""]
+
+
+def alone_lines(doc: dict[str, Any]) -> list[str]:
+    alone = doc.get("create_alone")
+    if not alone:
+        return []
+    lines = [
+        f"CreatePayment alone: stopped {', '.join(alone.get('pipeline_stopped', []))}; "
+        f"{alone.get('still_running', '')}; admission control {alone.get('admission', '?')}.",
+        "",
+    ]
+    for st in alone.get("steps", []):
+        lines.append(
+            f"- {_num(st['rate']):,.0f}/s: {'pass' if st['pass'] else 'fail'} ({st['why']})"
+        )
+    if "drained_after_s" in alone:
+        left = alone.get("left_after_drain") or {}
+        lines.append(
+            f"- pipeline started again; drained in {_num(alone['drained_after_s']):.0f} s"
+            + (
+                f" (still outbox {left.get('outbox_backlog')}, lag {left.get('consumer_lag')})"
+                if left and (left.get("outbox_backlog") or _num(left.get("consumer_lag")) > 0)
+                else ""
+            )
+        )
+    return [*lines, ""]
+
+
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     env = doc.get("environment", {})
     lines = [
@@ -307,14 +659,30 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     for key, value in doc.get("ratios", {}).items():
         lines.append(f"  {key}: {_num(value):.3f}")
     lines += ["", *phase_table(doc), "", *split_table(doc), ""]
-    cpu = cpu_table(doc)
-    if cpu:
-        lines += ["CPU during the sustained run:", *cpu, ""]
+    lines += settled_lines(doc)
+    lines += alone_lines(doc)
+    sustained_cpu = cpu_table(doc)
+    if sustained_cpu:
+        lines += ["CPU during the sustained run:", *sustained_cpu, ""]
+    per_payment = cpu_per_payment_table(doc)
+    if per_payment:
+        mine = doc["cpu_per_payment"]
+        lines += [
+            f"CPU per settled payment at {_num(mine.get('offered_rate')):g}/s offered "
+            f"(measured window {_num(mine.get('wall_s')):.0f} s, {mine.get('payments')} "
+            f"payments COMPLETED in it):",
+            *per_payment,
+            "",
+        ]
     if doc.get("e2e_failed"):
         lines.append(f"payments that ended otherwise than COMPLETED: {doc['e2e_failed']}")
-    lines += ["targets:", "| target | measured | result | |", "|---|---|---|---|"]
-    for t in doc.get("targets", []):
-        lines.append(f"| {t['target']} | {t['measured']} | {t['result']} | {t['by']} |")
+    if doc.get("targets"):
+        lines += ["targets:", "| target | measured | result | |", "|---|---|---|---|"]
+        for t in doc["targets"]:
+            lines.append(f"| {t['target']} | {t['measured']} | {t['result']} | {t['by']} |")
+    issue = issue_targets_table(doc)
+    if issue:
+        lines += ["", "issue 15 targets (ratios to this run's echo baseline):", *issue]
     return lines
 
 
@@ -417,11 +785,25 @@ def figures_markdown(doc: dict[str, Any], *, json_name: str, png_name: str) -> s
         f"p99 limit {cfg.get('p99_limit_ms')} ms. Raw report: `{json_name}`; "
         f"chart: `{png_name}`.",
         "",
-        "### Targets",
-        "",
-        "| target | measured | result | |",
-        "|---|---|---|---|",
     ]
+    issue = issue_targets_table(doc, bold=True)
+    if issue:
+        lines += ["### Targets (issue 15: ratios to this run's echo baseline)", "", *issue, ""]
+        per_payment = cpu_per_payment_table(doc)
+        if per_payment:
+            mine = doc["cpu_per_payment"]
+            lines += [
+                f"CPU per settled payment at {_num(mine.get('offered_rate')):g}/s offered "
+                f"(measured window {_num(mine.get('wall_s')):.0f} s, {mine.get('payments')} "
+                "payments COMPLETED in it):",
+                "",
+                *per_payment,
+                "",
+            ]
+        lines += ["### Targets of earlier issues", ""]
+    else:
+        lines += ["### Targets", ""]
+    lines += ["| target | measured | result | |", "|---|---|---|---|"]
     for t in doc.get("targets", []):
         lines.append(f"| {t['target']} | {t['measured']} | **{t['result']}** | {t['by']} |")
     lines += ["", "### Baselines and ratios", ""]
@@ -451,6 +833,8 @@ def figures_markdown(doc: dict[str, Any], *, json_name: str, png_name: str) -> s
     split = split_table(doc)
     if split:
         lines += ["End-to-end latency in two halves:", "", *split, ""]
+    lines += settled_lines(doc)
+    lines += alone_lines(doc)
     steps = doc.get("step") or []
     if steps:
         lines += ["Step search:", ""]

@@ -12,8 +12,16 @@ Phases, in order (each can be switched off from the CLI):
    bisection, is the highest sustainable rate.
 5. sustained: that rate (or ``--rate``) for ``duration_s``: CreatePayment latency,
    accepted -> COMPLETED latency, the outbox backlog every second, CPU per component.
-6. e2e: ``e2e_rate`` (500/s by default) for ``e2e_duration_s``: the end-to-end target.
-7. overload: 1.5x the sustainable rate, then half of it: shedding and recovery.
+6. cpu: ``cpu_rate`` for ``cpu_duration_s``: CPU per settled payment, summed over every
+   process and per component, over the measured window (the A/B figure of issue 15).
+7. settled: the settled-throughput search (every accepted payment COMPLETED, nothing
+   shed, CreatePayment p99 and accepted->COMPLETED p99 within their bounds), then a
+   confirmation run of ``settled_duration_s`` at the rate found (5 minutes for the issue).
+8. overload: 1.5x the sustainable rate, then half of it: shedding and recovery.
+9. e2e: ``e2e_rate`` (500/s by default) for ``e2e_duration_s``: the end-to-end target.
+10. create-alone: the pipeline's consumers stopped (the outbox relay in payment_svc keeps
+    running), CreatePayment stepped up to its highest rate with p99 within the limit; the
+    pipeline is started again afterwards, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import contextlib
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +45,7 @@ import asyncpg
 from bench import cpu
 from bench.completions import CompletionTracker
 from bench.echo import EchoServerProcess, EchoTarget
+from bench.judge import next_rate, settled_passes, step_passes
 from bench.loadgen import Send, run_open_loop
 from bench.payrail_target import PayrailTarget, create_request
 from bench.pgbaseline import run_pgbench
@@ -43,6 +54,13 @@ from bench.stats import PhaseRecorder, linear_slope, summarize_ms
 from payrail.payments.v1 import payments_pb2
 
 _BACKLOG_SQL = "SELECT count(*) FROM payments.outbox WHERE sent_time IS NULL"
+ROOT = Path(__file__).resolve().parents[1]
+# The programs of `make up` that move a payment past PENDING (consumer_svc's processor,
+# the insights groups, the sandbox gateways): stopped for the CreatePayment-alone phase.
+PIPELINE = ("consumer_svc", "consumer_insights", "sandbox_json", "sandbox_soap")
+# A judgement of one step: (passed, why).
+Judge = Callable[[dict[str, Any]], tuple[bool, str]]
+PHASES = ("echo", "pgbench", "step", "sustained", "cpu", "settled", "overload", "e2e", "alone")
 
 
 @dataclass
@@ -57,6 +75,7 @@ class BenchConfig:
     timeout_s: float = 5.0
     warmup_s: float = 5.0
     # Sustained run; rate None = the step search's result.
+    sustained: bool = True
     rate: float | None = None
     duration_s: float = 60.0
     # Step search.
@@ -81,6 +100,27 @@ class BenchConfig:
     pgbench: bool = True
     pgbench_clients: int = 16
     pgbench_duration_s: int = 10
+    # CPU per settled payment at a fixed offered rate (0 = skip).
+    cpu_rate: float = 30.0
+    cpu_duration_s: float = 60.0
+    # Settled throughput: a search, then a confirmation run at the rate found (and, when
+    # that fails, up to settled_retries more, each one step lower).
+    settled: bool = True
+    settled_start_rate: float = 20.0
+    settled_step_duration_s: float = 10.0
+    settled_duration_s: float = 300.0
+    settled_retries: int = 1
+    settled_e2e_p99_ms: float = 1000.0
+    # CreatePayment alone: the pipeline's programs stopped with `<services_cmd> stop NAME`
+    # (and started again with `start NAME`). alone_admission "restart": the services run
+    # with admission control off for the phase (`<services_cmd> down`, then `up` with
+    # PAYRAIL_UNSETTLED_MAX=0, and the same again without it afterwards), since every
+    # payment stays PENDING while the pipeline is stopped; "keep": as they are.
+    create_alone: bool = True
+    alone_start_rate: float = 200.0
+    pipeline: tuple[str, ...] = PIPELINE
+    services_cmd: str = "deploy/local/services.sh"
+    alone_admission: str = "restart"
     # How long to wait for the pipeline to finish the previous phase's payments.
     settle_timeout_s: float = 30.0
     progress: bool = True
@@ -89,6 +129,9 @@ class BenchConfig:
     quiet_timeout_s: float = 120.0
     # Where the local stack keeps its pid files: CPU is attributed to those processes.
     run_dir: str = ".data/run"
+    # The platform's commit for the report (None: this checkout's; `bench ab` names the
+    # worktree's).
+    commit: str | None = None
 
 
 @dataclass
@@ -107,14 +150,38 @@ def say(text: str) -> None:
 
 
 def _passes(summary: dict[str, Any], limit_ms: float) -> tuple[bool, str]:
-    p99 = summary["latency"]["p99_ms"]
-    if summary["error_ratio"] > 0.001:
-        return False, f"errors {summary['error_ratio']:.2%} {summary['codes']}"
-    if math.isnan(p99) or p99 > limit_ms:
-        return False, f"p99 {p99:.1f} ms > {limit_ms:g} ms"
-    if summary["achieved_rate"] < 0.95 * summary["offered_rate"]:
-        return False, f"achieved {summary['achieved_rate']:.0f}/s < 95% of offered"
-    return True, f"p99 {p99:.1f} ms"
+    return step_passes(summary, limit_ms)
+
+
+class ServiceControl:
+    """The stack's service manager (deploy/local/services.sh): stop, start, down, up."""
+
+    def __init__(self, command: str) -> None:
+        argv = shlex.split(command)
+        if argv and not Path(argv[0]).is_absolute() and (ROOT / argv[0]).exists():
+            argv[0] = str(ROOT / argv[0])
+        self.argv = argv
+
+    async def run(self, *args: str, env: dict[str, str] | None = None) -> None:
+        argv = [*self.argv, *args]
+        say(
+            f"$ {shlex.join(argv)}"
+            + (f" ({' '.join(f'{k}={v}' for k, v in env.items())})" if env else "")
+        )
+        result = await asyncio.to_thread(
+            subprocess.run,
+            argv,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{shlex.join(argv)} failed ({result.returncode}): {result.stdout[-2000:]}"
+            )
 
 
 class Bench:
@@ -145,6 +212,21 @@ class Bench:
                 cfg.pg_dsn, clients=cfg.pgbench_clients, duration_s=cfg.pgbench_duration_s
             )
             say(f"pgbench: {self.run.results['pgbench']['tps']} transactions/s")
+        platform_phases = (
+            cfg.step,
+            cfg.sustained,
+            cfg.cpu_rate > 0,
+            cfg.settled,
+            cfg.overload,
+            cfg.e2e_rate > 0,
+            cfg.create_alone,
+        )
+        if any(platform_phases):
+            await self._platform_phases()
+        return self.run
+
+    async def _platform_phases(self) -> None:
+        cfg = self.config
         target = PayrailTarget(cfg.target, channels=cfg.channels, timeout_s=cfg.timeout_s)
         self._target = target
         tracker = CompletionTracker(cfg.kafka_bootstrap)
@@ -165,14 +247,22 @@ class Bench:
                     sustainable = found
             if sustainable is None or sustainable <= 0:
                 sustainable = cfg.step_start_rate
-            self.run.results["sustained_rate"] = sustainable
-            await self._payrail_phase("sustained", sustainable, cfg.duration_s, cfg.warmup_s)
+            if cfg.sustained:
+                self.run.results["sustained_rate"] = sustainable
+                await self._payrail_phase("sustained", sustainable, cfg.duration_s, cfg.warmup_s)
+            if cfg.cpu_rate > 0:
+                await self._cpu_phase()
+            if cfg.settled:
+                await self._settled()
             if cfg.overload:
                 await self._overload(sustainable)
-            # Last: when the pipeline cannot keep up with this rate, the backlog it leaves
+            # Late: when the pipeline cannot keep up with this rate, the backlog it leaves
             # would otherwise be charged to the phases after it.
             if cfg.e2e_rate > 0:
                 await self._payrail_phase("e2e", cfg.e2e_rate, cfg.e2e_duration_s, cfg.warmup_s)
+            # Last: it restarts services and leaves PENDING payments for the pipeline.
+            if cfg.create_alone:
+                await self._create_alone()
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -181,7 +271,6 @@ class Bench:
             await target.close()
             await self._pg.close()
         self.run.results["e2e_failed"] = dict(tracker.failed)
-        return self.run
 
     async def _environment(self) -> dict[str, Any]:
         conn = await asyncpg.connect(self.config.pg_dsn, timeout=10)
@@ -193,7 +282,7 @@ class Bench:
         finally:
             await conn.close()
         return {
-            "commit": await asyncio.to_thread(_git_commit),
+            "commit": self.config.commit or await asyncio.to_thread(_git_commit),
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpu_model": _cpu_model(),
@@ -242,60 +331,202 @@ class Bench:
         return best
 
     async def _search(
-        self, prefix: str, send: Send, start_rate: float, *, with_tracker: bool
+        self,
+        prefix: str,
+        send: Send,
+        start_rate: float,
+        *,
+        with_tracker: bool,
+        judge: Judge | None = None,
+        step_duration_s: float | None = None,
+        min_rate: float = 10.0,
     ) -> tuple[float, list[dict[str, Any]]]:
         """Raise the rate by step_factor until a step fails; then bisect once."""
         cfg = self.config
+        limit_ms = cfg.p99_limit_ms
+        judged: Judge = judge or (lambda summary: _passes(summary, limit_ms))
+        duration_s = cfg.step_duration_s if step_duration_s is None else step_duration_s
         steps: list[dict[str, Any]] = []
+
+        async def step(rate: float) -> bool:
+            summary = await self._phase(
+                f"{prefix}@{rate:.0f}", rate, duration_s, 2.0, send, with_tracker
+            )
+            ok, why = judged(summary)
+            steps.append({"rate": rate, "pass": ok, "why": why, "summary": summary})
+            if not self.config.progress:
+                say(f"{prefix}@{rate:.0f}: {'pass' if ok else 'fail'} ({why})")
+            return ok
+
         best = 0.0
-        failed_at: float | None = None
         rate = start_rate
         # A first step that already fails: halve until one passes (or the rate is tiny).
-        while rate >= 10:
-            summary = await self._phase(
-                f"{prefix}@{rate:.0f}", rate, cfg.step_duration_s, 2.0, send, with_tracker
-            )
-            ok, why = _passes(summary, cfg.p99_limit_ms)
-            steps.append({"rate": rate, "pass": ok, "why": why, "summary": summary})
-            if ok:
+        while rate >= min_rate:
+            if await step(rate):
                 best = rate
-                rate = round(rate * cfg.step_factor)
+                rate = next_rate(rate, cfg.step_factor)
                 break
-            failed_at = rate
             rate = round(rate / 2)
         if best == 0.0:
             return best, steps
-        failed_at = None
+        failed_at: float | None = None
         while rate <= cfg.step_rate_max:
-            summary = await self._phase(
-                f"{prefix}@{rate:.0f}", rate, cfg.step_duration_s, 2.0, send, with_tracker
-            )
-            ok, why = _passes(summary, cfg.p99_limit_ms)
-            steps.append({"rate": rate, "pass": ok, "why": why, "summary": summary})
-            if not ok:
+            if not await step(rate):
                 failed_at = rate
                 break
             best = rate
-            rate = round(rate * cfg.step_factor)
-        if failed_at is not None and best > 0 and failed_at - best > 0.04 * best:
+            rate = next_rate(rate, cfg.step_factor)
+        if failed_at is not None and best > 0 and failed_at - best > max(1.0, 0.04 * best):
             rate = round((best + failed_at) / 2)
-            summary = await self._phase(
-                f"{prefix}@{rate:.0f}", rate, cfg.step_duration_s, 2.0, send, with_tracker
-            )
-            ok, why = _passes(summary, cfg.p99_limit_ms)
-            steps.append({"rate": rate, "pass": ok, "why": why, "summary": summary})
-            if ok:
+            if await step(rate):
                 best = rate
         return best, steps
 
+    async def _cpu_phase(self) -> None:
+        """CPU per settled payment at a fixed offered rate, over the measured window."""
+        cfg = self.config
+        say(f"cpu: {cfg.cpu_rate:g}/s for {cfg.cpu_duration_s:g} s (CPU per settled payment)")
+        summary = await self._payrail_phase(
+            "cpu", cfg.cpu_rate, cfg.cpu_duration_s, cfg.warmup_s, cpu_window=True
+        )
+        window = summary.get("cpu_window") or {}
+        self.run.results["cpu_per_payment"] = {
+            "phase": "cpu",
+            "offered_rate": cfg.cpu_rate,
+            "duration_s": cfg.cpu_duration_s,
+            **_settlement(summary),
+            **window,
+        }
+        total = window.get("total_ms_per_payment", math.nan)
+        say(f"cpu: {total:.1f} CPU ms per settled payment at {cfg.cpu_rate:g}/s")
+
+    async def _settled(self) -> None:
+        """The settled-throughput search, then a confirmation run at the rate found."""
+        cfg = self.config
+        assert self._target is not None
+
+        def judge(summary: dict[str, Any]) -> tuple[bool, str]:
+            return settled_passes(
+                summary, create_p99_ms=cfg.p99_limit_ms, e2e_p99_ms=cfg.settled_e2e_p99_ms
+            )
+
+        say(
+            f"settled throughput: from {cfg.settled_start_rate:g}/s, steps of "
+            f"{cfg.settled_step_duration_s:g} s (every payment COMPLETED, nothing shed, "
+            f"CreatePayment p99 <= {cfg.p99_limit_ms:g} ms, accepted->COMPLETED p99 <= "
+            f"{cfg.settled_e2e_p99_ms:g} ms)"
+        )
+        found, steps = await self._search(
+            "settled",
+            self._target.send,
+            cfg.settled_start_rate,
+            with_tracker=True,
+            judge=judge,
+            step_duration_s=cfg.settled_step_duration_s,
+            min_rate=2.0,
+        )
+        out: dict[str, Any] = {
+            "step_rate": found,
+            "steps": steps,
+            "confirm_duration_s": cfg.settled_duration_s,
+            "confirmations": [],
+            "confirmed": False,
+            "rate": 0.0,
+        }
+        self.run.results["settled"] = out
+        rate = found
+        for _ in range(1 + max(0, cfg.settled_retries)):
+            if rate < 1:
+                break
+            name = f"settled-confirm@{rate:.0f}"
+            say(f"settled: confirming {rate:g}/s for {cfg.settled_duration_s:g} s")
+            summary = await self._payrail_phase(
+                name, rate, cfg.settled_duration_s, cfg.warmup_s, cpu_window=True
+            )
+            ok, why = judge(summary)
+            say(f"{name}: {'pass' if ok else 'fail'} ({why})")
+            out["confirmations"].append(
+                {"rate": rate, "phase": name, "pass": ok, "why": why, **_settlement(summary)}
+            )
+            if ok:
+                out.update(
+                    confirmed=True,
+                    rate=summary["achieved_rate"],
+                    offered_rate=rate,
+                    phase=name,
+                    cpu_window=summary.get("cpu_window"),
+                    **_settlement(summary),
+                )
+                break
+            rate = float(round(rate / cfg.step_factor))
+
+    async def _create_alone(self) -> None:
+        """CreatePayment with the pipeline stopped: the front half's own capacity."""
+        cfg = self.config
+        assert self._target is not None
+        assert self._tracker is not None
+        control = ServiceControl(cfg.services_cmd)
+        await self._wait_quiet("create-alone")
+        out: dict[str, Any] = {
+            "pipeline_stopped": list(cfg.pipeline),
+            "still_running": "the outbox relay (in payment_svc) keeps publishing",
+            "admission": (
+                "off for the phase (services restarted with PAYRAIL_UNSETTLED_MAX=0)"
+                if cfg.alone_admission == "restart"
+                else "as the services run"
+            ),
+        }
+        self.run.results["create_alone"] = out
+        restarted = False
+        stopped: list[str] = []
+        # No e2e tracking: nothing completes while the pipeline is stopped.
+        self._target.on_accepted = None
+        try:
+            if cfg.alone_admission == "restart":
+                say("create-alone: restarting the services with admission control off")
+                restarted = True
+                await control.run("down")
+                await control.run("up", env={"PAYRAIL_UNSETTLED_MAX": "0"})
+            for name in cfg.pipeline:
+                stopped.append(name)
+                await control.run("stop", name)
+            best, steps = await self._search(
+                "alone", self._target.send, cfg.alone_start_rate, with_tracker=False
+            )
+            out["rate"] = best
+            out["steps"] = steps
+            say(f"create-alone: highest rate with p99 <= {cfg.p99_limit_ms:g} ms: {best:,.0f}/s")
+        finally:
+            # Also after a failure or Ctrl-C (the task is cancelled; this still runs).
+            say("create-alone: starting the pipeline again")
+            if restarted:
+                await control.run("down")
+                await control.run("up")
+            else:
+                for name in stopped:
+                    await control.run("start", name)
+            self._target.on_accepted = self._tracker.accepted
+        started = time.monotonic()
+        quiet = await self._wait_quiet("after create-alone")
+        out["drained_after_s"] = time.monotonic() - started
+        out["left_after_drain"] = quiet
+
     async def _payrail_phase(
-        self, name: str, rate: float, duration_s: float, warmup_s: float
+        self,
+        name: str,
+        rate: float,
+        duration_s: float,
+        warmup_s: float,
+        *,
+        cpu_window: bool = False,
     ) -> dict[str, Any]:
         assert self._target is not None
         refreshed = await self._target.refresh_tokens(older_than_s=600)
         if refreshed:
             say(f"refreshed {refreshed} access tokens")
-        return await self._phase(name, rate, duration_s, warmup_s, self._target.send, True)
+        return await self._phase(
+            name, rate, duration_s, warmup_s, self._target.send, True, cpu_window=cpu_window
+        )
 
     async def _overload(self, sustainable: float) -> None:
         cfg = self.config
@@ -342,16 +573,29 @@ class Bench:
         with_tracker: bool,
         *,
         settle: bool = True,
+        cpu_window: bool = False,
     ) -> dict[str, Any]:
         quiet = await self._wait_quiet(name) if with_tracker else None
         self._phase_name = name
         if self._tracker is not None and with_tracker:
             self._tracker.phase = name
         recorder = PhaseRecorder(name, rate, warmup_s, duration_s)
-        start_s = asyncio.get_running_loop().time() - self._loop_start
+        loop = asyncio.get_running_loop()
+        start_s = loop.time() - self._loop_start
+        # The open loop's clock: request i is scheduled at start + i / rate.
+        measure_from = loop.time() + 0.01 + warmup_s
+        measure_to = measure_from + duration_s
+        window_task = (
+            asyncio.create_task(self._cpu_window(measure_from, measure_to)) if cpu_window else None
+        )
         cpu_before = cpu.snapshot(Path(self.config.run_dir))
         wall_before = time.monotonic()
-        await run_open_loop(recorder, send, progress=self.config.progress)
+        try:
+            await run_open_loop(recorder, send, progress=self.config.progress)
+            window = await window_task if window_task is not None else None
+        finally:
+            if window_task is not None and not window_task.done():
+                window_task.cancel()
         self._last_recorder = recorder
         wall_s = time.monotonic() - wall_before
         cpu_after = cpu.snapshot(Path(self.config.run_dir))
@@ -369,19 +613,48 @@ class Bench:
             e2e = self._tracker.phase_samples(name)
             # Every payment the phase got accepted, warm-up included.
             summary["e2e"] = summarize_ms(s.latency_s for s in e2e)
+            # Those accepted after the warm-up (what a step is judged by).
+            summary["e2e_measured"] = summarize_ms(
+                s.latency_s for s in e2e if s.accepted_s >= measure_from
+            )
             # The two halves: accepted -> PROCESSING, PROCESSING -> COMPLETED.
             split = [s for s in e2e if not math.isnan(s.dispatch_s)]
             summary["e2e_to_processing"] = summarize_ms(s.dispatch_s for s in split)
             summary["e2e_processing_to_completed"] = summarize_ms(
                 s.latency_s - s.dispatch_s for s in split
             )
+            summary["e2e_accepted"] = self._tracker.accepted_by_phase.get(name, 0)
             summary["e2e_completed"] = len(e2e)
+            summary["e2e_failed"] = self._tracker.failed_by_phase.get(name, 0)
             summary["e2e_outstanding"] = self._tracker.outstanding
+            if window is not None:
+                t0, t1, used_s = window
+                # Steady state: the CPU of the window over the payments that reached
+                # COMPLETED in it (accepted then or a moment before).
+                settled = self._tracker.completed_between(t0, t1)
+                summary["cpu_window"] = {
+                    **cpu.per_payment(used_s, settled, t1 - t0),
+                    "accepted_in_window": summary["ok"],
+                }
             if settle:  # otherwise the next phase keeps waiting for these
                 self._tracker.forget_outstanding()
         summary["backlog"] = self._backlog_summary(name)
         self.run.phases.append(summary)
         return summary
+
+    async def _cpu_window(
+        self, start_at: float, end_at: float
+    ) -> tuple[float, float, dict[str, float]]:
+        """CPU seconds per group used between two loop times (the measured window)."""
+        loop = asyncio.get_running_loop()
+        run_dir = Path(self.config.run_dir)
+        await asyncio.sleep(max(0.0, start_at - loop.time()))
+        t0 = loop.time()
+        before = await asyncio.to_thread(cpu.snapshot, run_dir)
+        await asyncio.sleep(max(0.0, end_at - loop.time()))
+        t1 = loop.time()
+        after = await asyncio.to_thread(cpu.snapshot, run_dir)
+        return t0, t1, cpu.used(before, after)
 
     async def _wait_quiet(self, name: str) -> dict[str, float] | None:
         """Let the pipeline finish earlier work first; how long that took, what was left."""
@@ -438,6 +711,20 @@ class Bench:
             out["consumer_lag_last"] = lag[-1][1]
             out["consumer_lag_slope_per_s"] = linear_slope(lag)
         return out
+
+
+def _settlement(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a settled-throughput figure is quoted with: rates, both p99s, completions."""
+    return {
+        "achieved_rate": summary["achieved_rate"],
+        "create_p99_ms": summary["latency"]["p99_ms"],
+        "e2e_p99_ms": (summary.get("e2e_measured") or {}).get("p99_ms", math.nan),
+        "accepted": summary.get("e2e_accepted", 0),
+        "completed": summary.get("e2e_completed", 0),
+        "failed": summary.get("e2e_failed", 0),
+        "outstanding": summary.get("e2e_outstanding", 0),
+        "codes": summary["codes"],
+    }
 
 
 def _sample_response() -> payments_pb2.CreatePaymentResponse:

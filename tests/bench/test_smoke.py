@@ -23,6 +23,19 @@ def test_a_short_run_writes_a_sane_report_and_chart(
     services: list[Running], stack: StackEnv, tmp_path: Path
 ) -> None:
     gateway = next(svc for svc in services if svc.name == "gateway")
+    # CreatePayment alone stops the pipeline through a services command; here it pauses
+    # the fixture's processes (SIGSTOP) and resumes them (SIGCONT).
+    pipeline = ("consumer", "insights", "sandbox_json", "sandbox_soap")
+    for svc in services:
+        if svc.name in pipeline:
+            (tmp_path / f"{svc.name}.pid").write_text(str(svc.process.pid))
+    control = tmp_path / "services.sh"
+    control.write_text(
+        "#!/bin/sh\n"
+        f'pid=$(cat "{tmp_path}/$2.pid")\n'
+        'case "$1" in stop) kill -STOP "$pid" ;; start) kill -CONT "$pid" ;; *) exit 2 ;; esac\n'
+    )
+    control.chmod(0o755)
     out = tmp_path / "bench"
     docs = tmp_path / "performance.md"
     docs.write_text(
@@ -39,6 +52,11 @@ def test_a_short_run_writes_a_sane_report_and_chart(
             "--no-step", "--rate", "20", "--duration-s", "3", "--warmup-s", "1",
             "--e2e-rate", "0", "--no-overload",
             "--echo-start", "200", "--step-max", "300", "--step-duration-s", "2",
+            "--cpu-rate", "10", "--cpu-duration-s", "2",
+            "--settled-start", "8", "--settled-step-s", "2", "--settled-duration-s", "2",
+            "--settled-retries", "0",
+            "--alone-start", "20", "--services-cmd", str(control),
+            "--pipeline", ",".join(pipeline), "--alone-admission", "keep",
             "--pgbench-clients", "2", "--pgbench-duration-s", "2",
             "--quiet-timeout-s", "0", "--settle-timeout-s", "20",
             "--run-dir", str(tmp_path / "no-run-dir"),
@@ -48,7 +66,7 @@ def test_a_short_run_writes_a_sane_report_and_chart(
         env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'generated'}"},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -70,7 +88,35 @@ def test_a_short_run_writes_a_sane_report_and_chart(
     assert report["pgbench"]["tps"] > 0
     assert report["environment"]["postgres"]["fsync"] in ("on", "off")
     assert "payrail benchmark" in result.stdout
+
+    # Issue 15's three figures, each with its ratio and verdict.
+    cpu = report["cpu_per_payment"]
+    assert cpu["offered_rate"] == 10
+    assert cpu["payments"] > 0, "no payment COMPLETED in the cpu phase's window"
+    assert 0 < cpu["total_ms_per_payment"] < 10_000
+    # No run dir here: the fixture's services count as "other", the generator as itself.
+    assert "load generator" in cpu["ms_per_payment"]
+    settled = report["settled"]
+    assert settled["steps"], "the settled search ran no step"
+    assert all("why" in step for step in settled["steps"])
+    assert len(settled["confirmations"]) <= 1
+    alone = report["create_alone"]
+    assert alone["pipeline_stopped"] == list(pipeline)
+    assert alone["steps"], "CreatePayment alone ran no step"
+    figures = [row["figure"] for row in report["issue_targets"]]
+    assert figures == [
+        "settled throughput",
+        "CPU per settled payment",
+        "CreatePayment alone (pipeline stopped)",
+    ]
+    assert "issue 15 targets" in result.stdout
+    assert "CPU per settled payment at 10/s offered" in result.stdout
+    # The pipeline was resumed: nothing is left stopped.
+    for svc in services:
+        if svc.name in pipeline:
+            state = Path(f"/proc/{svc.process.pid}/stat").read_text().split(") ")[1][0]
+            assert state != "T", f"{svc.name} is still stopped"
     rendered = docs.read_text()
     assert "old" not in rendered
-    assert "### Targets" in rendered
+    assert "### Targets (issue 15: ratios to this run's echo baseline)" in rendered
     assert rendered.endswith("tail\n")
