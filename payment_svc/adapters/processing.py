@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from payment_svc.adapters.ledger import settle
+from payment_svc.adapters.ledger import settle, settle_many
 from payment_svc.adapters.postgres import (
     EVENTS_TOPIC,
     PAYMENT_COLUMNS,
@@ -34,6 +34,7 @@ from payment_svc.service.processing_ports import (
     StalePending,
 )
 from payment_svc.vault import SealedPan
+from payrail_common import tracing
 
 # Before the first page of stale PENDING payments.
 _CURSOR_START = StaleCursor(datetime(1970, 1, 1, tzinfo=UTC), str(uuid.UUID(int=0)))
@@ -139,6 +140,34 @@ async def lock_for_processing(
     if row is None:
         raise NotFound("payment")
     return _locked(row)
+
+
+async def save_many(
+    conn: asyncpg.Connection, changes: Sequence[tuple[Change, str | None]]
+) -> list[Payment]:
+    """:func:`save` for the changes of many payments (each payment once; no dispatch
+    among them), each with the request id its outbox row carries: every ledger effect
+    and every status change in a fixed number of statements (a batch of gateway
+    results)."""
+    finals = [c.payment for c, _ in changes if c.payment.is_final and _moved(c)]
+    await settle_many(conn, finals)
+    status_changes = [
+        (change.payment, event.previous, request_id)
+        for change, request_id in changes
+        for event in change.events
+        if isinstance(event, StatusChanged)
+    ]
+    await save_status_changes(conn, status_changes)
+    for change, request_id in changes:
+        others = tuple(e for e in change.events if not isinstance(e, StatusChanged))
+        if others:
+            with tracing.bind(request_id or tracing.current()):
+                await save(conn, Change(change.payment, others))
+    return [change.payment for change, _ in changes]
+
+
+def _moved(change: Change) -> bool:
+    return any(isinstance(e, StatusChanged) for e in change.events)
 
 
 async def save(

@@ -11,8 +11,10 @@ round trips for a batch of n results:
    batches sharing payments wait for each other instead of deadlocking);
 2. one statement records the event ids (``unnest``) of the results that name a payment
    of this gateway, and answers which of them are new;
-3. per result that applies: its ledger entry and its status change with its outbox rows
-   (:func:`payment_svc.adapters.processing.save`, as for every transition);
+3. every result that applies, together: the ledger (holds ended, wallets found, the
+   accounts locked in id order, the entries posted) and the status changes with their
+   outbox rows, in a fixed number of statements whatever the batch's size
+   (:func:`payment_svc.adapters.processing.save_many`);
 4. rarely, one statement forgets the event ids of results that turned out to conflict,
    so a conflicting result records nothing, exactly as when it is reported alone.
 
@@ -37,9 +39,9 @@ from datetime import datetime
 import asyncpg
 
 from payment_svc.adapters.postgres import PAYMENT_COLUMNS, view_from_row
-from payment_svc.adapters.processing import save
+from payment_svc.adapters.processing import save_many
 from payment_svc.domain.errors import ResultConflict
-from payment_svc.domain.payment import Payment
+from payment_svc.domain.payment import Change, Payment
 from payment_svc.service.results import BatchResult, Disposition, ResultOutcome
 from payrail_common import tracing
 
@@ -92,6 +94,8 @@ class _Batch:
     unclaimed: set[str] = field(default_factory=set)
     # The first outcome of each event id in the batch.
     first: dict[str, ResultOutcome] = field(default_factory=dict)
+    # The changes the batch made, saved together at its end.
+    changes: list[tuple[Change, str | None]] = field(default_factory=list)
 
 
 class PostgresResultsRepository:
@@ -128,6 +132,9 @@ class PostgresResultsRepository:
                 batch.payments[payment.payment_id] = payment
         await self._record_events(conn, batch, results)
         outcomes = [await self._apply_one(conn, batch, result, now) for result in results]
+        # Every applied result's ledger entry and status change, in a fixed number of
+        # statements for the batch (each payment changes at most once: then it is final).
+        await save_many(conn, batch.changes)
         if batch.unclaimed:
             await conn.execute(_FORGET_EVENTS, gateway_id, sorted(batch.unclaimed))
         return outcomes
@@ -192,9 +199,10 @@ class PostgresResultsRepository:
         batch.unclaimed.discard(result.event_id)
         if not change.changed:
             return ResultOutcome(result, Disposition.DUPLICATE, current)
-        # Its outbox rows carry the request id of the gateway request it answers.
-        with tracing.bind(result.request_id or tracing.current()):
-            updated = await save(conn, change)
+        # Saved with the batch; its outbox row carries the request id of the gateway
+        # request it answers.
+        batch.changes.append((change, result.request_id or tracing.current()))
+        updated = change.payment
         batch.payments[updated.payment_id] = updated
         return ResultOutcome(result, Disposition.APPLIED, updated)
 
