@@ -23,6 +23,7 @@ from payment_svc.domain.cards import CardBrand
 from payment_svc.domain.errors import InvalidTransition, NotFound, ResultConflict
 from payment_svc.domain.money import Money
 from payment_svc.domain.status import (
+    INITIAL_VERSION,
     TERMINAL,
     FundingSource,
     PaymentKind,
@@ -51,6 +52,11 @@ class CardView:
 
 
 # ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Created:
+    """A new payment, PENDING (announced on Kafka)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,9 @@ class Dispatched:
     attempt: int
 
 
-DomainEvent = StatusChanged | VerificationRequired | ChallengeReissued | Verified | Dispatched
+DomainEvent = (
+    Created | StatusChanged | VerificationRequired | ChallengeReissued | Verified | Dispatched
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,41 @@ class Payment:
     gateway_id: str = ""
     gateway_reference: str = ""
     attempt: int = 0
+
+    # ------------------------------------------------------------ creating
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        payment_id: str,
+        user_id: str,
+        kind: PaymentKind,
+        funding_source: FundingSource | None,
+        amount: Money,
+        description: str,
+        card: CardView | None,
+        merchant: Merchant | None,
+        now: datetime,
+    ) -> Change:
+        """A new payment: PENDING, version 1 (the request was validated before)."""
+        payment = cls(
+            payment_id=payment_id,
+            user_id=user_id,
+            kind=kind,
+            status=PaymentStatus.PENDING,
+            funding_source=funding_source,
+            amount=amount,
+            description=description,
+            card=card,
+            merchant=merchant,
+            failure_code="",
+            failure_message="",
+            version=INITIAL_VERSION,
+            create_time=now,
+            update_time=now,
+        )
+        return Change(payment, (Created(),))
 
     # ------------------------------------------------------------ reading
 
@@ -316,6 +359,7 @@ __all__ = [
     "CardView",
     "ChallengeReissued",
     "Change",
+    "Created",
     "Dispatched",
     "DomainEvent",
     "Payment",

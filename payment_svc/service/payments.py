@@ -18,9 +18,8 @@ from payment_svc.domain.errors import (
     ValidationFailed,
 )
 from payment_svc.domain.money import AmountLimits, Currency
-from payment_svc.domain.payment import CardView
+from payment_svc.domain.payment import CardView, Payment
 from payment_svc.domain.status import (
-    INITIAL_VERSION,
     TERMINAL,
     FundingSource,
     PaymentKind,
@@ -122,22 +121,17 @@ class Payments:
             fingerprint = self._vault.fingerprint(pan)
             sealed_pan = self._vault.encrypt_pan(pan, payment_id)
             card_view = CardView(pan.brand, pan.masked, cmd.card.exp_month, cmd.card.exp_year)
-        view = PaymentView(
+        view = Payment.create(
             payment_id=payment_id,
             user_id=cmd.user_id,
             kind=cmd.kind,
-            status=PaymentStatus.PENDING,
             funding_source=funding,
             amount=cmd.amount,
             description=cmd.description,
             card=card_view,
             merchant=cmd.merchant,
-            failure_code="",
-            failure_message="",
-            version=INITIAL_VERSION,
-            create_time=now,
-            update_time=now,
-        )
+            now=now,
+        ).payment
         request_hash = self._keys.stored_request_hash(
             request_fingerprint(cmd, card_fingerprint=fingerprint)
         )

@@ -19,6 +19,7 @@ from payment_svc.domain.money import Money
 from payment_svc.domain.payment import (
     CardView,
     ChallengeReissued,
+    Created,
     Dispatched,
     Payment,
     StatusChanged,
@@ -306,3 +307,23 @@ def test_an_unbalanced_or_repeated_entry_is_refused() -> None:
         JournalEntry("x", "USD", (Posting(AccountRole.WALLET, 1), Posting(AccountRole.WALLET, -1)))
     with pytest.raises(ValueError, match="moves money"):
         JournalEntry("x", "USD", (Posting(AccountRole.WALLET, 0),))
+
+
+def test_a_new_payment_is_pending_at_version_one() -> None:
+    change = Payment.create(
+        payment_id="p",
+        user_id="u",
+        kind=PaymentKind.PURCHASE,
+        funding_source=FundingSource.WALLET,
+        amount=Money("EUR", 250),
+        description="tea",
+        card=None,
+        merchant=None,
+        now=T0,
+    )
+    assert change.events == (Created(),)
+    created = change.payment
+    assert (created.status, created.version) == (S.PENDING, 1)
+    assert created.create_time == created.update_time == T0
+    assert (created.gateway_id, created.attempt, created.verified) == ("", 0, False)
+    assert created.holds_wallet_funds
