@@ -34,7 +34,14 @@ from supervisor_rpc import ProcessInfo, Supervisor, SupervisorError
 
 # Every probe name the services' DependencyMonitors publish (see each bootstrap.py);
 # tests/e2e/test_supervisor.py fails when a bootstrap grows a probe missing here.
-DEPENDENCY_NAMES = ("postgres", "redis", "kafka", "payment_svc", "consumer_insights")
+DEPENDENCY_NAMES = (
+    "postgres",
+    "redis",
+    "kafka",
+    "payment_svc",
+    "consumer_insights",
+    "gateway_svc",
+)
 DEPENDENCY_PREFIX = "payrail.dependency."
 LOOP_PREFIX = "payrail.loop."
 CALL_DEADLINE_S = 1.0
