@@ -97,6 +97,9 @@ async def test_two_people_paste_the_walkthrough_at_once(
         assert re.search(r'"gateway_reference": "sbx_[0-9a-f-]{36}:1"', out), out
         for step in ("payment created", "payment dispatched", "payment completed"):
             assert f'"msg": "{step}"' in out, (step, out)
+        # The deposit's request id led into payment_svc, the processor and the sandbox.
+        for service in ("payment_svc", "consumer_svc", "sandbox-json"):
+            assert re.search(rf'\d+ "service": "{service}"', out), (service, out)
         assert "impossible_travel" in out, out
         assert '"verified": true' in out, out
         assert "The card ending 4242 would have earned 3% here (you earned 1%)" in out, out
