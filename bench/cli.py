@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
         help="settled search: first rate (%(default)s)",
     )
     run.add_argument(
+        "--settled-max",
+        type=float,
+        default=d.settled_rate_max,
+        help="settled search: highest rate (%(default)s)",
+    )
+    run.add_argument(
         "--settled-step-s",
         type=float,
         default=d.settled_step_duration_s,
@@ -151,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=d.alone_start_rate,
         help="CreatePayment alone: first rate (%(default)s)",
+    )
+    run.add_argument(
+        "--alone-max",
+        type=float,
+        default=d.alone_rate_max,
+        help="CreatePayment alone: highest rate (%(default)s)",
     )
     run.add_argument(
         "--pipeline",
@@ -285,12 +297,14 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         cpu_duration_s=args.cpu_duration_s,
         settled=args.settled,
         settled_start_rate=args.settled_start,
+        settled_rate_max=args.settled_max,
         settled_step_duration_s=args.settled_step_s,
         settled_duration_s=args.settled_duration_s,
         settled_retries=args.settled_retries,
         settled_e2e_p99_ms=args.settled_e2e_p99_ms,
         create_alone=args.create_alone,
         alone_start_rate=args.alone_start,
+        alone_rate_max=args.alone_max,
         pipeline=tuple(p.strip() for p in args.pipeline.split(",") if p.strip()),
         services_cmd=args.services_cmd,
         alone_admission=args.alone_admission,

@@ -107,6 +107,7 @@ class BenchConfig:
     # that fails, up to settled_retries more, each one step lower).
     settled: bool = True
     settled_start_rate: float = 20.0
+    settled_rate_max: float = 5000.0
     settled_step_duration_s: float = 10.0
     settled_duration_s: float = 300.0
     settled_retries: int = 1
@@ -118,6 +119,7 @@ class BenchConfig:
     # payment stays PENDING while the pipeline is stopped; "keep": as they are.
     create_alone: bool = True
     alone_start_rate: float = 200.0
+    alone_rate_max: float = 5000.0
     pipeline: tuple[str, ...] = PIPELINE
     services_cmd: str = "deploy/local/services.sh"
     alone_admission: str = "restart"
@@ -340,6 +342,7 @@ class Bench:
         judge: Judge | None = None,
         step_duration_s: float | None = None,
         min_rate: float = 10.0,
+        max_rate: float | None = None,
     ) -> tuple[float, list[dict[str, Any]]]:
         """Raise the rate by step_factor until a step fails; then bisect once."""
         cfg = self.config
@@ -370,7 +373,7 @@ class Bench:
         if best == 0.0:
             return best, steps
         failed_at: float | None = None
-        while rate <= cfg.step_rate_max:
+        while rate <= (cfg.step_rate_max if max_rate is None else max_rate):
             if not await step(rate):
                 failed_at = rate
                 break
@@ -424,6 +427,7 @@ class Bench:
             judge=judge,
             step_duration_s=cfg.settled_step_duration_s,
             min_rate=2.0,
+            max_rate=cfg.settled_rate_max,
         )
         out: dict[str, Any] = {
             "step_rate": found,
@@ -491,7 +495,11 @@ class Bench:
                 stopped.append(name)
                 await control.run("stop", name)
             best, steps = await self._search(
-                "alone", self._target.send, cfg.alone_start_rate, with_tracker=False
+                "alone",
+                self._target.send,
+                cfg.alone_start_rate,
+                with_tracker=False,
+                max_rate=cfg.alone_rate_max,
             )
             out["rate"] = best
             out["steps"] = steps
