@@ -19,7 +19,7 @@ import pytest_asyncio
 from gateway_sdk import CallbackSecret, get_format
 from gateway_sdk.formats.base import GatewayResult
 from gateway_sdk.signing import signature_metadata
-from payment_svc.adapters import results as results_adapter
+from payment_svc.adapters import processing as processing_adapter
 from payment_svc.adapters.processing import PostgresProcessingRepository
 from payment_svc.adapters.results import PostgresResultsRepository
 from payment_svc.service.results import BatchResult, Disposition
@@ -296,17 +296,13 @@ async def test_a_failure_midway_rolls_the_whole_batch_back(
     gateway_id, _ = gateway
     first = await dispatched(channel, pool, user, gateway_id)
     second = await dispatched(channel, pool, user, gateway_id)
-    real = results_adapter.save  # type: ignore[attr-defined]
-    calls = 0
 
-    async def failing_second(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("injected")
-        return await real(*args, **kwargs)
+    # The batch's ledger entries are written, then saving its status changes fails:
+    # everything the batch did must roll back, the callback events included.
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected")
 
-    monkeypatch.setattr(results_adapter, "save", failing_second)
+    monkeypatch.setattr(processing_adapter, "save_status_changes", failing)
     tag = uuid.uuid4().hex[:8]
     with pytest.raises(RuntimeError, match="injected"):
         await PostgresResultsRepository(pool).apply_results(
@@ -318,6 +314,10 @@ async def test_a_failure_midway_rolls_the_whole_batch_back(
         assert (await status_of(channel, user, payment_id)).status == pb.PAYMENT_STATUS_PROCESSING
     assert not await pool.fetchval(
         "SELECT count(*) FROM payments.callback_events WHERE event_id LIKE $1", f"{tag}-%"
+    )
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM payments.journal_entries WHERE payment_id = ANY($1::uuid[])",
+        [uuid.UUID(first), uuid.UUID(second)],
     )
 
 

@@ -154,6 +154,18 @@ class FakeProducer:
         self.sent.append((topic, value, dict(kwargs.get("headers", []))))
 
 
+async def until_all_sent(producer: FakeProducer, task: asyncio.Task[Any]) -> None:
+    """Wait until every request was handed to the producer (the batch still awaiting
+    their acknowledgments); a batch that failed first raises its error here."""
+    sent = asyncio.create_task(producer.all_sent.wait())
+    done, _ = await asyncio.wait({sent, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        sent.cancel()
+        task.result()  # raises what went wrong
+        raise AssertionError("the batch ended before its acknowledgments arrived")
+    assert sent in done, "the requests were not all handed to the producer"
+
+
 def processor(
     risk: FakeRisk, *, requests: int
 ) -> tuple[Processor, FakeOps, FakePool, FakeProducer]:
@@ -176,7 +188,7 @@ async def test_a_batch_is_decided_and_dispatched_in_one_call_each() -> None:
         made.handle_batch([item(e, f"req-{n}") for n, e in enumerate(events)])
     )
     # Every request is handed to the producer before any acknowledgment arrives.
-    await asyncio.wait_for(producer.all_sent.wait(), 5)
+    await until_all_sent(producer, task)
     assert not task.done()
     for ack in producer.acks:
         ack.set_result(None)
@@ -215,7 +227,7 @@ async def test_duplicates_poison_denials_deferrals_and_unknown_payments_in_one_b
         item(unknown),
     ]
     task = asyncio.create_task(made.handle_batch(batch))
-    await asyncio.wait_for(producer.all_sent.wait(), 5)
+    await until_all_sent(producer, task)
     for ack in producer.acks:
         ack.set_result(None)
     results = await task
