@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--cpu-duration-s", type=float, default=d.cpu_duration_s, help="(%(default)s)")
     run.add_argument(
+        "--cpu-idle-s",
+        type=float,
+        default=d.cpu_idle_s,
+        help="before the cpu phase: CPU with no load for this long; 0 skips (%(default)s)",
+    )
+    run.add_argument(
         "--cpu-baseline",
         type=Path,
         default=None,
@@ -132,6 +138,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=d.settled_step_duration_s,
         help="settled search: per step (%(default)s)",
+    )
+    run.add_argument(
+        "--settled-step-retries",
+        type=int,
+        default=d.settled_step_retries,
+        help="settled search: runs of a failed step again before it counts (%(default)s)",
     )
     run.add_argument(
         "--settled-duration-s",
@@ -178,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         "--alone-admission",
         choices=("restart", "keep"),
         default=d.alone_admission,
-        help="restart: services down/up with PAYRAIL_UNSETTLED_MAX=0 around the phase "
+        help="restart: services down/up with admission control out of reach around the phase "
         "(payments stay PENDING while the pipeline is stopped); keep: as they run "
         "(%(default)s)",
     )
@@ -295,10 +307,12 @@ def _config(args: argparse.Namespace) -> BenchConfig:
         pgbench_duration_s=args.pgbench_duration_s,
         cpu_rate=args.cpu_rate,
         cpu_duration_s=args.cpu_duration_s,
+        cpu_idle_s=args.cpu_idle_s,
         settled=args.settled,
         settled_start_rate=args.settled_start,
         settled_rate_max=args.settled_max,
         settled_step_duration_s=args.settled_step_s,
+        settled_step_retries=args.settled_step_retries,
         settled_duration_s=args.settled_duration_s,
         settled_retries=args.settled_retries,
         settled_e2e_p99_ms=args.settled_e2e_p99_ms,

@@ -465,6 +465,10 @@ def cpu_figures(doc: dict[str, Any]) -> dict[str, Any] | None:
             "create_p99_ms": _num(mine.get("create_p99_ms")),
             "e2e_p99_ms": _num(mine.get("e2e_p99_ms")),
             "commit": (doc.get("environment") or {}).get("commit", "?"),
+            # The platform's CPU with no load, spread over this rate's payments.
+            "idle_ms": _num((mine.get("idle") or {}).get("platform_cores"))
+            * 1000.0
+            / _num(mine.get("offered_rate")),
         }
     sustained = phase(doc, "sustained")
     if sustained and sustained.get("cpu"):
@@ -480,6 +484,7 @@ def cpu_figures(doc: dict[str, Any]) -> dict[str, Any] | None:
             "create_p99_ms": _num(sustained["latency"]["p99_ms"]),
             "e2e_p99_ms": _num((sustained.get("e2e") or {}).get("p99_ms")),
             "commit": (doc.get("environment") or {}).get("commit", "?"),
+            "idle_ms": math.nan,
         }
     return None
 
@@ -491,19 +496,37 @@ def cpu_per_payment_table(doc: dict[str, Any]) -> list[str]:
         return []
     cores = mine.get("cpu_s") or {}
     wall = _num(mine.get("wall_s"))
-    lines = ["| component | CPU ms per settled payment | cores used |", "|---|---:|---:|"]
+    idle = (mine.get("idle") or {}).get("cores") or {}
+    rate = _num(mine.get("offered_rate"))
+
+    def idle_cells(name: str) -> str:
+        if not idle:
+            return ""
+        used = _num(idle.get(name, 0.0))
+        return f" {used:.2f} | {used * 1000.0 / rate if rate > 0 else math.nan:.1f} |"
+
+    head = "| component | CPU ms per settled payment | cores used |"
+    rule = "|---|---:|---:|"
+    if idle:
+        head += " cores idle | of which idle, ms per payment |"
+        rule += "---:|---:|"
+    lines = [head, rule]
     for name, ms in figures["ms"].items():
         if name == cpu.OTHER:
             continue
         used = _num(cores.get(name)) / wall if wall > 0 else math.nan
-        lines.append(f"| {name} | {_ms(ms)} | {used:.2f} |")
+        lines.append(f"| {name} | {_ms(ms)} | {used:.2f} |{idle_cells(name)}")
     total_cores = _num(mine.get("cores"))
-    lines.append(f"| **total** | **{_ms(figures['total_ms'])}** | **{total_cores:.2f}** |")
+    total = f"| **total** | **{_ms(figures['total_ms'])}** | **{total_cores:.2f}** |"
+    if idle:
+        floor = _num((mine.get("idle") or {}).get("platform_cores"))
+        total += f" **{floor:.2f}** | **{floor * 1000.0 / rate if rate > 0 else math.nan:.1f}** |"
+    lines.append(total)
     if cpu.OTHER in figures["ms"]:
         used = _num(cores.get(cpu.OTHER)) / wall if wall > 0 else math.nan
         lines.append(
             f"| other (not the platform; not in the total) | {_ms(figures['ms'][cpu.OTHER])} "
-            f"| {used:.2f} |"
+            f"| {used:.2f} |{idle_cells(cpu.OTHER)}"
         )
     return lines
 
@@ -550,6 +573,8 @@ def compare_lines(
                 fb["ms"].get(cpu.OTHER, 0.0),
             )
         )
+    if not (math.isnan(fa["idle_ms"]) and math.isnan(fb["idle_ms"])):
+        lines.append(row("of the total: the idle floor (no load)", fa["idle_ms"], fb["idle_ms"]))
     lines += [
         row("CreatePayment p99 ms", fa["create_p99_ms"], fb["create_p99_ms"]),
         row("accepted->COMPLETED p99 ms", fa["e2e_p99_ms"], fb["e2e_p99_ms"]),
@@ -593,7 +618,8 @@ def settled_lines(doc: dict[str, Any]) -> list[str]:
     lines = ["Settled-throughput search:", ""]
     for st in settled.get("steps", []):
         verdict = "pass" if st["pass"] else "fail"
-        lines.append(f"- {_num(st['rate']):,.0f}/s: {verdict} ({st['why']})")
+        again = " (again)" if st.get("attempt", 1) > 1 else ""
+        lines.append(f"- {_num(st['rate']):,.0f}/s{again}: {verdict} ({st['why']})")
     for c in settled.get("confirmations", []):
         lines.append(
             f"- confirmation at {_num(c['rate']):,.0f}/s for "

@@ -52,10 +52,10 @@ def test_a_short_run_writes_a_sane_report_and_chart(
             "--no-step", "--rate", "20", "--duration-s", "3", "--warmup-s", "1",
             "--e2e-rate", "0", "--no-overload",
             "--echo-start", "200", "--step-max", "300", "--step-duration-s", "2",
-            "--cpu-rate", "10", "--cpu-duration-s", "2",
+            "--cpu-rate", "10", "--cpu-duration-s", "2", "--cpu-idle-s", "1",
             "--settled-start", "8", "--settled-max", "10", "--settled-step-s", "2",
             "--settled-duration-s", "2",
-            "--settled-retries", "0",
+            "--settled-retries", "0", "--settled-step-retries", "0",
             "--alone-start", "20", "--alone-max", "25", "--services-cmd", str(control),
             "--pipeline", ",".join(pipeline), "--alone-admission", "keep",
             "--pgbench-clients", "2", "--pgbench-duration-s", "2",
@@ -97,6 +97,7 @@ def test_a_short_run_writes_a_sane_report_and_chart(
     assert 0 < cpu["total_ms_per_payment"] < 10_000
     # No run dir here: the fixture's services count as "other", the generator as itself.
     assert "load generator" in cpu["ms_per_payment"]
+    assert cpu["idle"]["wall_s"] >= 0.9
     settled = report["settled"]
     assert settled["steps"], "the settled search ran no step"
     assert all("why" in step for step in settled["steps"])

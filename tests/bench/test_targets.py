@@ -326,3 +326,50 @@ def test_the_ab_worktree_uses_this_venv_without_reinstalling_it(tmp_path: Path) 
     assert bench[bench.index("--run-dir") + 1] == str(tree / ".data/run")
     assert bench[bench.index("--commit") + 1] == "d99f874155"
     assert bench[-2:] == ["--channels", "4"]
+
+
+def test_the_idle_floor_is_shown_per_component_and_in_compare() -> None:
+    doc = cpu_report("abc1234", 20, {"payment_svc": 10.0, "kafka": 20.0, "other": 1.0})
+    doc["cpu_per_payment"]["idle"] = {
+        "wall_s": 10.0,
+        "cores": {"payment_svc": 0.02, "kafka": 0.3, "other": 0.01},
+        "platform_cores": 0.32,
+    }
+    table = "\n".join(report.cpu_per_payment_table(doc))
+    assert "cores idle | of which idle, ms per payment |" in table
+    assert "| kafka | 20.0 | 0.40 | 0.30 | 15.0 |" in table  # 0.3 cores spread over 20/s
+    assert "| **total** | **30.0** | **0.60** | **0.32** | **16.0** |" in table
+    old = cpu_report("d99f874", 20, {"payment_svc": 20.0, "kafka": 30.0})
+    text = "\n".join(report.compare_lines(old, doc))
+    assert "| of the total: the idle floor (no load) | - | 16.0 | - |" in text
+
+
+def test_the_search_repeats_a_failed_step_and_bisects_once() -> None:
+    """Capacity 33/s; the first run of 25/s is spoilt by a noisy second."""
+    import asyncio
+
+    from bench.runner import Bench, BenchConfig
+
+    bench = Bench(BenchConfig(progress=False, step_factor=1.25))
+    runs: list[str] = []
+
+    async def phase(name: str, rate: float, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        runs.append(name)
+        return {"rate": rate, "noisy": name == "s@25"}
+
+    def judge(summary: dict[str, Any]) -> tuple[bool, str]:
+        ok = summary["rate"] <= 33 and not summary["noisy"]
+        return ok, "ok" if ok else "too fast"
+
+    async def send(index: int) -> str:
+        return "OK"
+
+    bench._phase = phase  # type: ignore[method-assign]
+    best, steps = asyncio.run(
+        bench._search("s", send, 20, with_tracker=True, judge=judge, retries=1)
+    )
+    assert runs == ["s@20", "s@25", "s@25#2", "s@31", "s@39", "s@39#2", "s@35", "s@35#2"]
+    assert best == 31
+    assert [s["attempt"] for s in steps if s["rate"] == 25] == [1, 2]
+    best, _ = asyncio.run(bench._search("t", send, 20, with_tracker=True, judge=judge))
+    assert best == 31  # 39 fails, 35 (bisection) fails
