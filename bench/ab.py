@@ -61,7 +61,10 @@ def add_parser(sub: Any) -> None:
     ab.add_argument("--rate", type=float, default=30.0, help="offered rate (%(default)s)")
     ab.add_argument("--duration-s", type=float, default=60.0, help="measured (%(default)s)")
     ab.add_argument(
-        "--warmup-s", type=float, default=10.0, help="fresh JVM and pools warm up (%(default)s)"
+        "--warmup-s",
+        type=float,
+        default=30.0,
+        help="not measured: a fresh Kafka JVM burns CPU compiling for a while (%(default)s)",
     )
     ab.add_argument("--users", type=int, default=50, help="(%(default)s)")
     ab.add_argument(
