@@ -826,13 +826,16 @@ def figures_markdown(doc: dict[str, Any], *, json_name: str, png_name: str) -> s
                 *per_payment,
                 "",
             ]
-        lines += ["### Targets of earlier issues", ""]
+        if doc.get("targets"):
+            lines += ["### Targets of earlier issues", ""]
     else:
         lines += ["### Targets", ""]
-    lines += ["| target | measured | result | |", "|---|---|---|---|"]
-    for t in doc.get("targets", []):
-        lines.append(f"| {t['target']} | {t['measured']} | **{t['result']}** | {t['by']} |")
-    lines += ["", "### Baselines and ratios", ""]
+    if doc.get("targets") or not issue:
+        lines += ["| target | measured | result | |", "|---|---|---|---|"]
+        for t in doc.get("targets", []):
+            lines.append(f"| {t['target']} | {t['measured']} | **{t['result']}** | {t['by']} |")
+        lines.append("")
+    lines += ["### Baselines and ratios", ""]
     echo = doc.get("echo")
     if echo:
         lines.append(

@@ -294,6 +294,7 @@ def test_the_docs_section_carries_the_ratios_date_commit_and_cpu_table(tmp_path:
     assert "| payment_svc | 3.0 |" in text
     assert "| **total** | **5.0** |" in text
     assert "CPU per settled payment at 30/s offered" in text
+    assert "### Targets of earlier issues" not in text  # none in this report
 
 
 def test_only_switches_every_other_phase_off() -> None:
