@@ -59,7 +59,9 @@ class UnsettledBacklogGate(BackgroundLoop):
 
     async def _run(self) -> None:
         if self._policy.unsettled_max == 0:
-            return
+            # Admission control is off: nothing to read, ever. Waiting (rather than
+            # returning) keeps the supervisor from counting the end as a crash.
+            await asyncio.Event().wait()
         while True:
             await self.read_once()
             await asyncio.sleep(self._policy.check_interval_s)
