@@ -92,7 +92,9 @@ async def test_two_people_paste_the_walkthrough_at_once(
     for out in outputs:
         assert "Traceback" not in out, out
         assert "x-payrail-idempotent-replay: true" in out, out
-        assert re.search(r"x-request-id: [0-9a-f]{32}", out), out
+        assert re.search(
+            r"x-request-id: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", out
+        ), out
         assert '"gateway_id": "sandbox-json"' in out, out
         assert re.search(r'"gateway_reference": "sbx_[0-9a-f-]{36}:1"', out), out
         for step in ("payment created", "payment dispatched", "payment completed"):

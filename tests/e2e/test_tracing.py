@@ -24,6 +24,8 @@ from tests.helpers import register_and_login
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 APPROVE, DECLINE = "4242424242424242", "4000000000000002"
+# An id the servers made: a UUID in its dashed form.
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -176,7 +178,7 @@ async def test_a_malformed_request_id_is_replaced_and_errors_carry_one_too(
     )
     await call
     headers = dict(await call.initial_metadata())
-    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
+    assert re.fullmatch(UUID, headers["x-request-id"])
 
     failing = stub.GetPayment(
         pb.GetPaymentRequest(payment_id=str(uuid.uuid4())), metadata=user.metadata, timeout=5
@@ -185,4 +187,4 @@ async def test_a_malformed_request_id_is_replaced_and_errors_carry_one_too(
         await failing
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     # A client reporting a failure can quote the id the servers logged it under.
-    assert re.fullmatch(r"[0-9a-f]{32}", dict(await failing.initial_metadata())["x-request-id"])
+    assert re.fullmatch(UUID, dict(await failing.initial_metadata())["x-request-id"])

@@ -17,11 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from payrail_common import tracing
 from payrail_common.channels import internal_channel
 from payrail_common.grpcserver import ServerHandle, create_server
-from payrail_common.logs import configure_logging
+from payrail_common.logs import configure_logging, redact
 from payrail_common.reasons import Reason
 from payrail_common.rpcerrors import abort
 
-HEX32 = re.compile(r"[0-9a-f]{32}")
+# A made id: a UUID in its dashed form (the PAN filter leaves those alone).
+MADE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_bind_sets_and_restores_and_replaces_a_malformed_id() -> None:
     with tracing.bind("outer-1") as outer:
         assert outer == "outer-1" == tracing.current()
         with tracing.bind("bad id") as inner:
-            assert HEX32.fullmatch(inner)
+            assert MADE.fullmatch(inner)
             assert tracing.current() == inner
         assert tracing.current() == "outer-1"
     assert tracing.current() is None
@@ -64,6 +65,16 @@ def test_kafka_headers_carry_the_bound_id_only() -> None:
         assert rid == "from-kafka"
     with tracing.bind_from_headers(None, prefix="payrail-processor-") as rid:
         assert rid.startswith("payrail-processor-")
+
+
+def test_made_ids_survive_the_card_number_filter_in_logs() -> None:
+    # Bare hex digits would, one id in a few hundred, hold a run of twelve or more
+    # decimal digits, which the log filter masks as a card number: the id in the log
+    # would then no longer find its request.
+    for _ in range(2000):
+        made = tracing.new_request_id()
+        assert redact(made) == made
+        assert redact(f"janitor-{made}") == f"janitor-{made}"
 
 
 def test_every_log_line_logged_while_bound_has_the_request_id() -> None:
@@ -168,7 +179,7 @@ async def test_servers_bind_answer_and_propagate_the_request_id() -> None:
             call = check(health_pb2.HealthCheckRequest(service="ok"), timeout=5)
             await call
             made = dict(await call.initial_metadata())["x-request-id"]
-            assert HEX32.fullmatch(made)
+            assert MADE.fullmatch(made)
             assert edge_servicer.seen[-1] == made
             # A handler's own header goes out with the id, once.
             call = check(
