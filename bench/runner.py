@@ -157,6 +157,10 @@ class BenchRun:
     lag: list[tuple[float, int, str]] = field(default_factory=list)
 
 
+# How long an access token is valid (gateway_svc's default).
+TOKEN_LIFETIME_S = 900.0
+
+
 def say(text: str) -> None:
     sys.stderr.write(f"[bench] {text}\n")
     sys.stderr.flush()
@@ -630,6 +634,14 @@ class Bench:
         settle: bool = True,
         cpu_window: bool = False,
     ) -> dict[str, Any]:
+        if self._target is not None and send == self._target.send:
+            # Access tokens live 15 minutes: every token must outlive this phase (a
+            # search's steps and a 5-minute confirmation come long after the log-in).
+            refreshed = await self._target.refresh_tokens(
+                older_than_s=max(0.0, TOKEN_LIFETIME_S - 60.0 - warmup_s - duration_s)
+            )
+            if refreshed:
+                say(f"refreshed {refreshed} access tokens")
         quiet = await self._wait_quiet(name) if with_tracker else None
         self._phase_name = name
         if self._tracker is not None and with_tracker:
