@@ -183,72 +183,17 @@ class RiskStore:
         History is in processing order: whatever was decided before this payment within
         the window, whenever it was created. Round trips: lock, read, write (plus the
         locations of a card-present purchase)."""
-        pid, uid = uuid.UUID(facts.payment_id), uuid.UUID(facts.user_id)
-        subjects = location_subjects(
-            facts.user_id, facts.card_fingerprint, card_per_user=card_per_user
+        (answer,) = await self.decide_many(
+            [facts],
+            lambda _facts, history: rules(history),
+            window_s=window_s,
+            amounts_max=amounts_max,
+            card_per_user=card_per_user,
+            check_funding=check_funding,
         )
-        async with self._pool.acquire() as conn, conn.transaction():
-            # One lock per subject, in one fixed order (sorted), so two deciders never
-            # deadlock. The lock is its own statement: a statement that waited for it
-            # inside would read with the snapshot taken before the wait.
-            await conn.execute(_LOCK_SQL, sorted(f"risk:{s}" for s in subjects))
-            known = await conn.fetchrow(
-                _KNOWN_PER_USER_SQL if card_per_user else _KNOWN_ALL_USERS_SQL,
-                pid,
-                uid,
-                facts.at - timedelta(seconds=window_s),
-                facts.card_fingerprint,
-                facts.currency_code,
-                amounts_max,
-            )
-            if known["decision"] is not None:
-                return _assessment(known["decision"], known["findings"])
-            last_user = last_card = None
-            if facts.location is not None:  # travel is judged for card-present purchases
-                last_user = await self.last_location(conn, subjects[0])
-                if len(subjects) > 1:
-                    last_card = await self.last_location(conn, subjects[1])
-            funding = Funding.NOT_CHECKED
-            if check_funding and facts.kind == "WITHDRAWAL" and facts.card_fingerprint:
-                funding = await self._funding(conn, facts)
-            assessment = rules(
-                History(
-                    last_user_location=last_user,
-                    last_card_location=last_card,
-                    recent_card_payments=known["by_card"],
-                    recent_user_payments=known["by_user"],
-                    recent_amounts=list(known["amounts"]),
-                    funding=funding,
-                )
-            )
-            await conn.execute(
-                _RECORD_SQL,
-                pid,
-                uid,
-                facts.card_fingerprint,
-                facts.currency_code,
-                facts.amount_minor,
-                facts.at,
-                assessment.decision.value,
-                assessment.rule,
-                assessment.explanation,
-                _findings_json(assessment),
-            )
-            if (
-                facts.kind == "DEPOSIT"
-                and facts.card_fingerprint
-                and assessment.decision is not Decision.DENY
-            ):
-                await conn.execute(_DEPOSIT_SQL, pid, uid, facts.card_fingerprint, facts.at)
-            stored: list[tuple[str, Location]] = []
-            if assessment.decision is Decision.APPROVE and facts.location is not None:
-                for subject in subjects:
-                    if await self._store_location(conn, subject, facts.location):
-                        stored.append((subject, facts.location))
-        # Redis after the commit: the cache never shows what PostgreSQL does not have.
-        for subject, location in stored:
-            await self._cache(subject, location)
-        return assessment
+        if isinstance(answer, DecisionDeferred):
+            raise answer
+        return answer
 
     async def decide_many(
         self,
