@@ -63,14 +63,8 @@ DISPATCH_BATCH_MAX = 500
 
 
 class RiskGate(Protocol):
-    async def assess(self, event: events_pb2.PaymentEvent) -> Assessment:
-        """The risk decision for a PaymentCreated event (the same one on redelivery)."""
-
     async def verified(self, event: events_pb2.PaymentEvent) -> None:
         """Learn from a payment its owner confirmed at step-up verification."""
-
-    async def settled(self, event: events_pb2.PaymentEvent) -> str:
-        """Learn from a status change (a deposit's outcome); what happened, for metrics."""
 
     async def assess_many(
         self, events: Sequence[events_pb2.PaymentEvent]
@@ -129,23 +123,6 @@ class Processor:
             )
             self._gateways = (now, tuple(reply.gateways))
         return self._gateways[1]
-
-    async def seen(self, event_id: str) -> bool:
-        found = await self._pool.fetchval(
-            "SELECT true FROM consumer.inbox WHERE consumer_group = $1 AND event_id = $2",
-            self._group,
-            event_id,
-        )
-        return bool(found)
-
-    async def remember(self, event_id: str) -> None:
-        await self._pool.execute(
-            "INSERT INTO consumer.inbox (consumer_group, event_id, topic) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING",
-            self._group,
-            event_id,
-            EVENTS_TOPIC,
-        )
 
     async def handle_batch(self, items: Sequence[Item]) -> list[str | PoisonMessage]:
         """Process one partition's batch of payments.events; one result per item.
@@ -317,33 +294,6 @@ class Processor:
             },
         )
 
-    async def handle(self, raw: bytes) -> str:
-        """Process one payments.events message; return what happened (for metrics)."""
-        try:
-            event = events_pb2.PaymentEvent.FromString(raw)
-        except Exception as exc:
-            raise PoisonMessage(f"undecodable event: {type(exc).__name__}") from None
-        kind = event.WhichOneof("kind")
-        if kind == "status_changed":
-            return await self._risk.settled(event)
-        if kind not in ("created", "verified"):
-            return "ignored"
-        if not event.event_id or not _is_uuid(event.payment_id) or not _is_uuid(event.user_id):
-            raise PoisonMessage("event without event_id, or payment_id/user_id not a UUID")
-        if await self.seen(event.event_id):
-            return "duplicate"
-        if kind == "verified":
-            # The owner passed step-up verification: dispatch without asking risk again.
-            await self._risk.verified(event)
-            result = await self._dispatch(event.payment_id, event.verified.payment)
-        else:
-            try:
-                result = await self._decide(event)
-            except DecisionDeferred as exc:
-                return await self._defer(event, raw, str(exc))
-        await self.remember(event.event_id)
-        return result
-
     async def _defer(self, event: events_pb2.PaymentEvent, raw: bytes, why: str) -> str:
         """Leave the payment undecided (no inbox row) and bring its event back later."""
         created = event.created.payment.create_time.ToDatetime(tzinfo=UTC)
@@ -367,14 +317,6 @@ class Processor:
             ],
         )
         return "deferred"
-
-    async def _decide(self, event: events_pb2.PaymentEvent) -> str:
-        """Risk gates dispatch: APPROVE dispatches, REVIEW asks the owner, DENY ends it."""
-        assessment = await self._risk.assess(event)
-        self._log_decision(event, assessment)
-        if assessment.decision is Decision.APPROVE:
-            return await self._dispatch(event.payment_id, event.created.payment)
-        return await self._hold_or_deny(event, assessment)
 
     async def _hold_or_deny(self, event: events_pb2.PaymentEvent, assessment: Assessment) -> str:
         """DENY ends the payment; REVIEW holds it and sends its owner a one-time code."""
@@ -409,23 +351,6 @@ class Processor:
             ],
         )
         return "verification"
-
-    async def _dispatch(self, payment_id: str, payment: pb.Payment) -> str:
-        gateway = route(payment, await self._registry())
-        if gateway is None:
-            await self._fail(
-                payment_id,
-                NO_ROUTE,
-                "no enabled gateway supports this payment's kind and currency",
-            )
-            return "no_route"
-        reply = await self._ops.BeginDispatch(
-            ops.BeginDispatchRequest(payment_id=payment_id, gateway_id=gateway.gateway_id),
-            timeout=self._rpc_timeout_s,
-        )
-        if reply.dispatch:
-            await self.publish(reply)
-        return "dispatched" if reply.dispatch else "not_pending"
 
     async def _fail(self, payment_id: str, code: str, message: str) -> None:
         await self._ops.FailPayment(

@@ -93,18 +93,6 @@ class RiskEngine:
         self._store = store
         self._policy = policy
 
-    async def assess(self, event: events_pb2.PaymentEvent) -> Assessment:
-        """The decision for a PaymentCreated event, computed once and then remembered."""
-        facts = facts_from_event(event)
-        return await self._store.decide(
-            facts,
-            lambda history: assess(facts, history, self._policy),
-            window_s=self._policy.velocity_window_s,
-            amounts_max=self._policy.amount_history,
-            card_per_user=self._policy.velocity_card_scope == "user",
-            check_funding=self._policy.withdrawal_funding_card_only,
-        )
-
     async def assess_many(
         self, events: Sequence[events_pb2.PaymentEvent]
     ) -> list[Assessment | DecisionDeferred]:

@@ -96,14 +96,6 @@ _DEPOSIT_SQL = (
 # A deposit's outcome, from its final status event; idempotent (only an OPEN row moves).
 # The card comes from the deposit's own observation, so a deposit decided before this
 # table existed is learnt as well.
-_SETTLE_SQL = (
-    "INSERT INTO consumer.risk_deposits AS d (payment_id, user_id, card_fingerprint,"
-    " status, create_time, settle_time)"
-    " SELECT payment_id, user_id, card_fingerprint, $2, occur_time, $3"
-    " FROM consumer.risk_observations WHERE payment_id = $1 AND card_fingerprint <> ''"
-    " ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status,"
-    " settle_time = EXCLUDED.settle_time WHERE d.status = 'OPEN'"
-)
 _SETTLE_MANY_SQL = (
     "INSERT INTO consumer.risk_deposits AS d (payment_id, user_id, card_fingerprint,"
     " status, create_time, settle_time)"
@@ -341,9 +333,7 @@ class RiskStore:
     async def settle_deposit(self, payment_id: str, *, completed: bool, at: datetime) -> None:
         """Learn a card deposit's outcome: COMPLETED makes its card one that funded its
         user's wallet. Idempotent: a redelivered event changes nothing."""
-        await self._pool.execute(
-            _SETTLE_SQL, uuid.UUID(payment_id), "COMPLETED" if completed else "FAILED", at
-        )
+        await self.settle_deposits([(payment_id, completed, at)])
 
     async def card_fingerprint(self, payment_id: str) -> str:
         """The card fingerprint observed with a payment ("" when unknown or walleted)."""

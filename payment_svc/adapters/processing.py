@@ -93,41 +93,29 @@ class LockedForProcessing:
     """A payment locked for this transaction, with its dispatch (if any) and its vaulted
     card (if any): one round trip instead of three."""
 
+    # (The payment itself says where it was dispatched and which attempt it is on.)
     payment: PaymentView
-    dispatch_gateway_id: str | None
-    dispatch_attempt: int
     dispatch_deadline: datetime | None
     sealed: SealedPan | None
 
 
-_LOCK_FOR_PROCESSING = (
-    f"SELECT {payment_columns('p')}, d.gateway_id AS dispatch_gateway_id,"  # noqa: S608
-    " d.attempt AS dispatch_attempt, d.callback_deadline AS dispatch_deadline,"
+_LOCK_FOR_PROCESSING_FROM = (
+    f"SELECT {payment_columns('p')}, d.callback_deadline AS dispatch_deadline,"  # noqa: S608
     " c.key_id, c.nonce, c.ciphertext"
     " FROM payments.payments p"
     " LEFT JOIN payments.dispatches d ON d.payment_id = p.id"
     " LEFT JOIN payments.cards c ON c.payment_id = p.id"
-    " WHERE p.id = $1 FOR UPDATE OF p"
 )
-
-
+_LOCK_FOR_PROCESSING = _LOCK_FOR_PROCESSING_FROM + " WHERE p.id = $1 FOR UPDATE OF p"
 # The same for many payments, locked in id order (the caller passes them sorted).
 _LOCK_MANY_FOR_PROCESSING = (
-    f"SELECT {payment_columns('p')}, d.gateway_id AS dispatch_gateway_id,"  # noqa: S608
-    " d.attempt AS dispatch_attempt, d.callback_deadline AS dispatch_deadline,"
-    " c.key_id, c.nonce, c.ciphertext"
-    " FROM payments.payments p"
-    " LEFT JOIN payments.dispatches d ON d.payment_id = p.id"
-    " LEFT JOIN payments.cards c ON c.payment_id = p.id"
-    " WHERE p.id = ANY($1::uuid[]) ORDER BY p.id FOR UPDATE OF p"
+    _LOCK_FOR_PROCESSING_FROM + " WHERE p.id = ANY($1::uuid[]) ORDER BY p.id FOR UPDATE OF p"
 )
 
 
 def _locked(row: asyncpg.Record) -> LockedForProcessing:
     return LockedForProcessing(
         payment=view_from_row(row),
-        dispatch_gateway_id=row["dispatch_gateway_id"],
-        dispatch_attempt=row["dispatch_attempt"] or 0,
         dispatch_deadline=row["dispatch_deadline"],
         sealed=_sealed_pan(row),
     )

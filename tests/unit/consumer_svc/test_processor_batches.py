@@ -174,7 +174,7 @@ def processor(
         ops_stub=ops_stub,  # type: ignore[arg-type]
         producer=producer,
         pool=pool,
-        risk=risk,  # type: ignore[arg-type]
+        risk=risk,
     )
     return made, ops_stub, pool, producer
 
