@@ -9,6 +9,9 @@ PY        := $(VENV)/bin/python
 TOOLS     := $(ROOT)/.tools
 BUF       := $(TOOLS)/npm/node_modules/.bin/buf
 GRPCURL   := $(TOOLS)/bin/grpcurl
+PROTOC_GEN_GO      := $(TOOLS)/bin/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(TOOLS)/bin/protoc-gen-go-grpc
+PROTOC_GEN_ES      := $(TOOLS)/npm/node_modules/.bin/protoc-gen-es
 PYTHON_SYS ?= python3
 
 # The development stack (`make up`): default ports, data under .data/.
@@ -63,7 +66,25 @@ $(GRPCURL):
 	@mkdir -p $(TOOLS)/bin
 	@GOBIN=$(TOOLS)/bin go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
 
-tools: venv $(BUF) $(GRPCURL) ## install buf and grpcurl into .tools
+# The code generators buf.gen.yaml runs for Go and TypeScript (pinned; Python's is
+# grpcio-tools from pyproject.toml).
+$(PROTOC_GEN_GO):
+	@echo "[make] installing protoc-gen-go (go install) into .tools/bin"
+	@command -v go >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go)
+	@mkdir -p $(TOOLS)/bin
+	@GOBIN=$(TOOLS)/bin go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+
+$(PROTOC_GEN_GO_GRPC):
+	@echo "[make] installing protoc-gen-go-grpc (go install) into .tools/bin"
+	@command -v go >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go)
+	@mkdir -p $(TOOLS)/bin
+	@GOBIN=$(TOOLS)/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+
+$(PROTOC_GEN_ES): $(BUF)
+	@echo "[make] installing protoc-gen-es (npm @bufbuild/protoc-gen-es) into .tools/npm"
+	@cd $(TOOLS)/npm && npm install --silent --no-audit --no-fund --prefix . @bufbuild/protoc-gen-es@2.17.0 >/dev/null
+
+tools: venv $(BUF) $(GRPCURL) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(PROTOC_GEN_ES) ## install buf, grpcurl and the code generators into .tools
 
 # The console's browser tests drive Debian's Chromium (playwright, a dev dependency, uses
 # it through its executable path and downloads no browser of its own).
@@ -74,10 +95,11 @@ browser: ## install Chromium (Debian packages chromium, chromium-driver) when mi
 	fi
 
 # ---------------------------------------------------------------- contracts
-gen: venv $(BUF) ## lint the protos and regenerate generated/
+gen: tools ## lint the protos and regenerate generated/ (Python, Go, TypeScript)
 	@$(BUF) format -w
 	@$(BUF) lint
 	@$(PY) tools/codegen.py
+	@$(PY) tools/codegen.py --other-languages
 
 lint: tools ## buf lint + format, ruff, mypy (also run by make test)
 	@$(BUF) lint && $(BUF) format -d --exit-code

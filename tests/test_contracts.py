@@ -12,7 +12,7 @@ from google.protobuf import descriptor_pb2
 
 from tests.conftest import ROOT
 
-GO_MODULE = "github.com/payrail/payrail/gen/go"
+GO_MODULE = "github.com/payrail/payrail/generated/go"
 PUBLIC_SERVICES = {
     "payrail.auth.v1.AuthService",
     "payrail.payments.v1.PaymentService",

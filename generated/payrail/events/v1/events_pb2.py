@@ -27,14 +27,14 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from payrail.payments.v1 import payments_pb2 as payrail_dot_payments_dot_v1_dot_payments__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epayrail/events/v1/events.proto\x12\x11payrail.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"payrail/payments/v1/payments.proto\"\xbf\x02\n\x0cPaymentEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12\x34\n\x07\x63reated\x18\n \x01(\x0b\x32!.payrail.events.v1.PaymentCreatedH\x00\x12\x41\n\x0estatus_changed\x18\x0b \x01(\x0b\x32\'.payrail.events.v1.PaymentStatusChangedH\x00\x12\x36\n\x08verified\x18\x0c \x01(\x0b\x32\".payrail.events.v1.PaymentVerifiedH\x00\x42\x06\n\x04kind\"Y\n\x0ePaymentCreated\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\x12\x18\n\x10\x63\x61rd_fingerprint\x18\x02 \x01(\t\"\x82\x01\n\x14PaymentStatusChanged\x12;\n\x0fprevious_status\x18\x01 \x01(\x0e\x32\".payrail.payments.v1.PaymentStatus\x12-\n\x07payment\x18\x02 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\"@\n\x0fPaymentVerified\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.PaymentB>Z<github.com/payrail/payrail/gen/go/payrail/events/v1;eventsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epayrail/events/v1/events.proto\x12\x11payrail.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"payrail/payments/v1/payments.proto\"\xbf\x02\n\x0cPaymentEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12.\n\noccur_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12\x34\n\x07\x63reated\x18\n \x01(\x0b\x32!.payrail.events.v1.PaymentCreatedH\x00\x12\x41\n\x0estatus_changed\x18\x0b \x01(\x0b\x32\'.payrail.events.v1.PaymentStatusChangedH\x00\x12\x36\n\x08verified\x18\x0c \x01(\x0b\x32\".payrail.events.v1.PaymentVerifiedH\x00\x42\x06\n\x04kind\"Y\n\x0ePaymentCreated\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\x12\x18\n\x10\x63\x61rd_fingerprint\x18\x02 \x01(\t\"\x82\x01\n\x14PaymentStatusChanged\x12;\n\x0fprevious_status\x18\x01 \x01(\x0e\x32\".payrail.payments.v1.PaymentStatus\x12-\n\x07payment\x18\x02 \x01(\x0b\x32\x1c.payrail.payments.v1.Payment\"@\n\x0fPaymentVerified\x12-\n\x07payment\x18\x01 \x01(\x0b\x32\x1c.payrail.payments.v1.PaymentBDZBgithub.com/payrail/payrail/generated/go/payrail/events/v1;eventsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payrail.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z<github.com/payrail/payrail/gen/go/payrail/events/v1;eventsv1'
+  _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/payrail/payrail/generated/go/payrail/events/v1;eventsv1'
   _globals['_PAYMENTEVENT']._serialized_start=123
   _globals['_PAYMENTEVENT']._serialized_end=442
   _globals['_PAYMENTCREATED']._serialized_start=444

@@ -26,14 +26,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,payrail/notifications/v1/notifications.proto\x12\x18payrail.notifications.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x04kind\x18\x03 \x01(\x0e\x32*.payrail.notifications.v1.NotificationKind\x12\x12\n\npayment_id\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8a\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12\'\n#NOTIFICATION_KIND_VERIFICATION_CODE\x10\x01\x12*\n&NOTIFICATION_KIND_REGISTRATION_ATTEMPT\x10\x02\x42LZJgithub.com/payrail/payrail/gen/go/payrail/notifications/v1;notificationsv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,payrail/notifications/v1/notifications.proto\x12\x18payrail.notifications.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x04kind\x18\x03 \x01(\x0e\x32*.payrail.notifications.v1.NotificationKind\x12\x12\n\npayment_id\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x8a\x01\n\x10NotificationKind\x12!\n\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12\'\n#NOTIFICATION_KIND_VERIFICATION_CODE\x10\x01\x12*\n&NOTIFICATION_KIND_REGISTRATION_ATTEMPT\x10\x02\x42RZPgithub.com/payrail/payrail/generated/go/payrail/notifications/v1;notificationsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'payrail.notifications.v1.notifications_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'ZJgithub.com/payrail/payrail/gen/go/payrail/notifications/v1;notificationsv1'
+  _globals['DESCRIPTOR']._serialized_options = b'ZPgithub.com/payrail/payrail/generated/go/payrail/notifications/v1;notificationsv1'
   _globals['_NOTIFICATIONKIND']._serialized_start=371
   _globals['_NOTIFICATIONKIND']._serialized_end=509
   _globals['_NOTIFICATION']._serialized_start=108
