@@ -124,7 +124,7 @@ def sample_requests(seal: dict[str, Any]) -> list[GatewayRequest]:
             card=MaskedCard(brand="VISA", masked_number="424242******4242"),
             sealed_card=sealed,
             callback_deadline=1_700_000_900,
-            description="Einzahlung – März <1> & \"2\"",
+            description='Einzahlung \u2013 März <1> & "2"',
         ),
         GatewayRequest(
             request_id="7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
@@ -177,7 +177,12 @@ _SOAP_WITH_DTD = (
 def refused() -> list[dict[str, Any]]:
     """Payloads every decoder refuses (``what`` is ``request`` or ``result``)."""
     return [
-        {"name": "soap-dtd", "format": "soap", "what": "result", "payload_hex": _SOAP_WITH_DTD.hex()},
+        {
+            "name": "soap-dtd",
+            "format": "soap",
+            "what": "result",
+            "payload_hex": _SOAP_WITH_DTD.hex(),
+        },
         {
             "name": "json-not-an-object",
             "format": "json",
@@ -292,12 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = OUT.read_text("utf-8") if OUT.exists() else ""
         if current != text:
-            print(f"{OUT.relative_to(ROOT)} is stale: run `python -m tools.vectors`")  # noqa: T201
+            print(f"{OUT.relative_to(ROOT)} is stale: run `python -m tools.vectors`")
             return 1
         return 0
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(text, "utf-8")
-    print(f"wrote {OUT.relative_to(ROOT)}")  # noqa: T201
+    print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 
 

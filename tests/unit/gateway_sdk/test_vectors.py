@@ -68,8 +68,7 @@ def test_batch_signature_vector(vector: dict[str, Any]) -> None:
     wire = formats.get(vector["format"])
     results = wire.decode_results(bytes.fromhex(vector["payload_hex"]))
     assert [
-        {"event_id": r.event_id, "payment_id": r.payment_id, "outcome": r.outcome}
-        for r in results
+        {"event_id": r.event_id, "payment_id": r.payment_id, "outcome": r.outcome} for r in results
     ] == vector["results"]
     _check_signature(vector)
 
