@@ -37,14 +37,14 @@ type sigVector struct {
 type sealVector map[string]string
 
 type requestFields struct {
-	RequestID        string      `json:"request_id"`
-	PaymentID        string      `json:"payment_id"`
-	Attempt          int64       `json:"attempt"`
-	Kind             string      `json:"kind"`
-	AmountMinor      string      `json:"amount_minor"`
-	CurrencyCode     string      `json:"currency_code"`
-	Card             *MaskedCard `json:"-"`
-	CardDoc          *struct {
+	RequestID    string      `json:"request_id"`
+	PaymentID    string      `json:"payment_id"`
+	Attempt      int64       `json:"attempt"`
+	Kind         string      `json:"kind"`
+	AmountMinor  string      `json:"amount_minor"`
+	CurrencyCode string      `json:"currency_code"`
+	Card         *MaskedCard `json:"-"`
+	CardDoc      *struct {
 		Brand        string `json:"brand"`
 		MaskedNumber string `json:"masked_number"`
 	} `json:"card"`
