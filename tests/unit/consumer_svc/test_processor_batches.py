@@ -28,7 +28,9 @@ USD_GATEWAY = ops.Gateway(
 
 
 def created(currency: str = "USD", *, event_id: str | None = None) -> events_pb2.PaymentEvent:
-    payment_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
+    # FakeOps answers NOT_FOUND for ids that start with "0" (one in 16 random UUIDs did,
+    # and made the batch tests flaky): these never do.
+    payment_id, user_id = "a" + str(uuid.uuid4())[1:], str(uuid.uuid4())
     return events_pb2.PaymentEvent(
         event_id=event_id or str(uuid.uuid4()),
         payment_id=payment_id,
