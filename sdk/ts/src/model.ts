@@ -115,6 +115,11 @@ function isForbiddenChar(codePoint: number, allow: string): boolean {
   return (codePoint >= 0xd800 && codePoint <= 0xdfff) || codePoint === 0xfffe || codePoint === 0xffff;
 }
 
+/** An optional field: absent (undefined) is empty; null is not a string and is refused. */
+function orEmpty(value: unknown): unknown {
+  return value === undefined ? "" : value;
+}
+
 function requireText(field: string, value: unknown, maxChars: number, allow = "", required = false): string {
   if (typeof value !== "string") throw new FormatError("invalid_field", field);
   if (required && value.length === 0) throw new FormatError("missing_field", field);
@@ -185,11 +190,11 @@ export interface MerchantFields {
 
 export function gatewayMerchant(fields: MerchantFields): GatewayMerchant {
   return Object.freeze({
-    merchantId: requireText("merchant.merchant_id", fields.merchantId ?? "", MERCHANT_ID_MAX_CHARS),
-    name: requireText("merchant.name", fields.name ?? "", MERCHANT_NAME_MAX_CHARS),
-    categoryCode: requireMatch("merchant.category_code", fields.categoryCode ?? "", MCC_RE, 4),
-    countryCode: requireMatch("merchant.country_code", fields.countryCode ?? "", COUNTRY_RE, 2),
-    city: requireText("merchant.city", fields.city ?? "", MERCHANT_CITY_MAX_CHARS),
+    merchantId: requireText("merchant.merchant_id", orEmpty(fields.merchantId), MERCHANT_ID_MAX_CHARS),
+    name: requireText("merchant.name", orEmpty(fields.name), MERCHANT_NAME_MAX_CHARS),
+    categoryCode: requireMatch("merchant.category_code", orEmpty(fields.categoryCode), MCC_RE, 4),
+    countryCode: requireMatch("merchant.country_code", orEmpty(fields.countryCode), COUNTRY_RE, 2),
+    city: requireText("merchant.city", orEmpty(fields.city), MERCHANT_CITY_MAX_CHARS),
   });
 }
 
@@ -223,7 +228,7 @@ export function gatewayRequest(fields: RequestFields): GatewayRequest {
   }
   const merchant = fields.merchant ?? null;
   const callbackDeadline = requireSmallInt("callback_deadline", fields.callbackDeadline, 0, UNIX_SECONDS_MAX);
-  const description = requireText("description", fields.description ?? "", DESCRIPTION_MAX_CHARS, "\n\t");
+  const description = requireText("description", orEmpty(fields.description), DESCRIPTION_MAX_CHARS, "\n\t");
   return Object.freeze({
     requestId,
     paymentId,
@@ -256,9 +261,9 @@ export function gatewayResult(fields: ResultFields): GatewayResult {
   const paymentId = requireId("payment_id", fields.paymentId);
   if (!OUTCOMES.includes(fields.outcome as Outcome)) throw new FormatError("invalid_field", "outcome");
   const outcome = fields.outcome as Outcome;
-  const failureCode = requireMatch("failure_code", fields.failureCode ?? "", FAILURE_CODE_RE, FAILURE_CODE_MAX_CHARS);
-  const failureMessage = requireText("failure_message", fields.failureMessage ?? "", FAILURE_MESSAGE_MAX_CHARS, "\n\t");
-  const gatewayReference = requireText("gateway_reference", fields.gatewayReference ?? "", GATEWAY_REFERENCE_MAX_CHARS);
+  const failureCode = requireMatch("failure_code", orEmpty(fields.failureCode), FAILURE_CODE_RE, FAILURE_CODE_MAX_CHARS);
+  const failureMessage = requireText("failure_message", orEmpty(fields.failureMessage), FAILURE_MESSAGE_MAX_CHARS, "\n\t");
+  const gatewayReference = requireText("gateway_reference", orEmpty(fields.gatewayReference), GATEWAY_REFERENCE_MAX_CHARS);
   const occurTime = requireSmallInt("occur_time", fields.occurTime, 0, UNIX_SECONDS_MAX);
   if (outcome === "APPROVED" && (failureCode || failureMessage)) throw new FormatError("invalid_field", "failure_code");
   if (outcome === "DECLINED" && !failureCode) throw new FormatError("missing_field", "failure_code");
