@@ -259,7 +259,7 @@ func TestSOAPDecodingRules(t *testing.T) {
 		reason FormatReason
 		field  string
 	}{
-		{"doctype", []byte(`<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>` + string(soapResult(`<pr:GatewayResult>`+soapFieldsOK+`</pr:GatewayResult>`))[len(`<?xml version="1.0" encoding="UTF-8"?>`):]), ReasonForbiddenMarkup, ""},
+		{"doctype", []byte(`<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>` + string(soapResult(`<pr:GatewayResult>` + soapFieldsOK + `</pr:GatewayResult>`))[len(`<?xml version="1.0" encoding="UTF-8"?>`):]), ReasonForbiddenMarkup, ""},
 		{"processing instruction", soapResult(`<?php echo 1; ?><pr:GatewayResult>` + soapFieldsOK + `</pr:GatewayResult>`), ReasonForbiddenMarkup, ""},
 		{"undefined entity", soapResult(`<pr:GatewayResult>` + strings.Replace(soapFieldsOK, ">e<", ">&e;<", 1) + `</pr:GatewayResult>`), ReasonMalformed, ""},
 		{"unbound prefix", soapResult(`<pr:GatewayResult><zz:event_id>e</zz:event_id></pr:GatewayResult>`), ReasonMalformed, ""},

@@ -314,22 +314,22 @@ func NewCard(number string, expMonth, expYear int, cvc, holderName string) (*Car
 }
 
 // Number is the full card number (12 to 19 digits). Never log it.
-func (c *Card) Number() string { return c.number }
+func (c Card) Number() string { return c.number }
 
 // ExpMonth is 1 to 12.
-func (c *Card) ExpMonth() int { return c.expMonth }
+func (c Card) ExpMonth() int { return c.expMonth }
 
 // ExpYear has four digits.
-func (c *Card) ExpYear() int { return c.expYear }
+func (c Card) ExpYear() int { return c.expYear }
 
 // CVC is 3 or 4 digits, or "" when payrail held none.
-func (c *Card) CVC() string { return c.cvc }
+func (c Card) CVC() string { return c.cvc }
 
 // HolderName may be empty.
-func (c *Card) HolderName() string { return c.holderName }
+func (c Card) HolderName() string { return c.holderName }
 
 // MaskedNumber is BIN and last four around stars: "424242******4242".
-func (c *Card) MaskedNumber() string { return MaskCardNumber(c.number) }
+func (c Card) MaskedNumber() string { return MaskCardNumber(c.number) }
 
 // MaskCardNumber keeps the first six and last four digits of a card number.
 func MaskCardNumber(number string) string {
@@ -340,21 +340,21 @@ func MaskCardNumber(number string) string {
 }
 
 // String shows the masked number and expiry only.
-func (c *Card) String() string {
+func (c Card) String() string {
 	return fmt.Sprintf("Card(number=%s, exp=%02d/%d, cvc=<redacted>, holder_name=<redacted>)",
 		c.MaskedNumber(), c.expMonth, c.expYear)
 }
 
 // GoString makes %#v as harmless as %v.
-func (c *Card) GoString() string { return c.String() }
+func (c Card) GoString() string { return c.String() }
 
 // LogValue makes slog log the masked number only.
-func (c *Card) LogValue() slog.Value {
+func (c Card) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("masked_number", c.MaskedNumber()))
 }
 
 // MarshalJSON makes encoding/json write the masked number only.
-func (c *Card) MarshalJSON() ([]byte, error) {
+func (c Card) MarshalJSON() ([]byte, error) {
 	w := &jsonWriter{}
 	w.raw("{")
 	w.key("masked_number")
@@ -365,7 +365,7 @@ func (c *Card) MarshalJSON() ([]byte, error) {
 
 // SealedJSON is the document payrail seals: UTF-8 JSON, sorted keys, no white space,
 // cvc left out when there is none.
-func (c *Card) SealedJSON() []byte {
+func (c Card) SealedJSON() []byte {
 	w := &jsonWriter{}
 	w.raw("{")
 	if c.cvc != "" {
