@@ -28,10 +28,28 @@ import { type SandboxSettings, settingsFromEnv } from "./settings.js";
 // abandoned (not committed: the next consumer reads them again).
 const SHUTDOWN_GRACE_MS = 3_000;
 
+/** A start-up problem whose message is safe to log (it names files, never contents). */
+class SetupError extends Error {}
+
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    throw new SetupError(`cannot read ${path}: create it with python -m sandbox_gateways.keys`);
+  }
+}
+
 async function main(settings: SandboxSettings, log: Logger): Promise<void> {
   const wireFormat = getFormat(settings.wireFormat);
-  const privateKey = loadPrivateKey(Buffer.from(readFileSync(settings.privateKeyFile, "utf8").trim(), "base64"));
-  const secret = CallbackSecret.fromBase64(readFileSync(settings.secretFile, "utf8"));
+  let privateKey;
+  let secret;
+  try {
+    privateKey = loadPrivateKey(Buffer.from(readKeyFile(settings.privateKeyFile).trim(), "base64"));
+    secret = CallbackSecret.fromBase64(readKeyFile(settings.secretFile));
+  } catch (error) {
+    if (error instanceof SetupError) throw error;
+    throw new SetupError(`${settings.privateKeyFile} or ${settings.secretFile} does not hold a key of the expected form`);
+  }
   const hardStop = new AbortController();
   const callbacks = new CallbackClient(connect(settings.callbackTarget), {
     gatewayId: settings.gatewayId,
@@ -86,13 +104,21 @@ async function main(settings: SandboxSettings, log: Logger): Promise<void> {
   log.info("stopped");
 }
 
-const settings = settingsFromEnv();
-const log = new Logger(settings.gatewayId, "sandbox_gateways", parseLevel(settings.logLevel));
+const log = new Logger("sandbox-ts", "sandbox_gateways", parseLevel(process.env.PAYRAIL_LOG_LEVEL));
+let settings: SandboxSettings;
+try {
+  settings = settingsFromEnv();
+} catch (error) {
+  log.error("bad configuration", { error: error instanceof Error ? error.message : typeof error });
+  process.exit(1);
+}
 main(settings, log).then(
   () => process.exit(0),
   (error: unknown) => {
-    // The error's name only: a message may quote a file or input.
-    log.error("sandbox gateway failed", { error: error instanceof Error ? error.name : typeof error });
+    // A SetupError's message names a file; any other error only by its name, as its
+    // message may quote input.
+    const detail = error instanceof SetupError ? error.message : error instanceof Error ? error.name : typeof error;
+    log.error("sandbox gateway failed", { error: detail });
     process.exit(1);
   },
 );

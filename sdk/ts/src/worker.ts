@@ -152,6 +152,9 @@ export class GatewayWorker {
   private readonly abort = new AbortController();
   private stopping = false;
   private kafkaFailures = 0;
+  // False from each (re)connection attempt until kafkajs connects: a broker that is
+  // down shows as waiting at once, not only when kafkajs's own retries run out.
+  private kafkaConnected = true;
   private failingBatches = 0;
   private joined = false;
   private consumer: Consumer | null = null;
@@ -174,7 +177,7 @@ export class GatewayWorker {
 
   /** True while the worker waits for payrail or Kafka to come back (for health). */
   get waiting(): boolean {
-    return this.kafkaFailures > 0 || this.failingBatches > 0 || this.options.callbacks.waiting;
+    return !this.kafkaConnected || this.kafkaFailures > 0 || this.failingBatches > 0 || this.options.callbacks.waiting;
   }
 
   /** True once the worker has joined its consumer group (and until it stops). */
@@ -195,6 +198,8 @@ export class GatewayWorker {
    */
   async stop(graceMs = 3_000): Promise<void> {
     this.stopping = true;
+    // Not yet consuming: nothing in hand to finish, so no reason to wait.
+    if (!this.joined) this.abort.abort();
     const consumer = this.consumer;
     const finished = (async () => {
       await this.batcher.drain();
@@ -225,6 +230,10 @@ export class GatewayWorker {
         retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 5, restartOnFailure: async () => true },
       });
       this.consumer = consumer;
+      this.kafkaConnected = false;
+      consumer.on(consumer.events.CONNECT, () => {
+        this.kafkaConnected = true;
+      });
       const crashed = new Promise<void>((resolve) => {
         consumer.on(consumer.events.CRASH, (event) => {
           this.kafkaFailures += 1;
@@ -242,7 +251,8 @@ export class GatewayWorker {
       });
       consumer.on(consumer.events.FETCH, () => this.kafkaRecovered());
       try {
-        await consumer.connect();
+        // kafkajs retries a connection for seconds; a stop must not wait for that.
+        await untilAborted(consumer.connect(), signal);
         await consumer.subscribe({ topic: this.topic, fromBeginning: true });
         await consumer.run({
           autoCommit: false,
@@ -272,6 +282,7 @@ export class GatewayWorker {
       }
     }
     this.joined = false;
+    this.kafkaConnected = true; // stopped: no longer waiting for anything
   }
 
   private kafkaRecovered(): void {
@@ -431,6 +442,16 @@ export class GatewayWorker {
       this.answered.delete(oldest);
     }
   }
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function errorName(error: unknown): string {
