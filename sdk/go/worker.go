@@ -142,7 +142,7 @@ const (
 	closeTimeout  = 5 * time.Second
 )
 
-// Run consumes until ctx ends, then lets in-flight requests finish within
+// Run (once per Worker) consumes until ctx ends, then lets in-flight requests finish within
 // ShutdownGrace, commits what was handled, leaves the group and returns nil. It
 // returns an error only when the Kafka client cannot be created.
 func (w *Worker) Run(ctx context.Context) error {
