@@ -394,8 +394,9 @@ export class GatewayWorker {
       }
     }
     const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.handlerTimeoutMs)]);
+    // An outcome the handler returned is kept even if its time ran out meanwhile:
+    // asking again could charge the payment twice.
     const outcome = await this.options.handler(request, card, signal);
-    signal.throwIfAborted();
     return outcome === null ? null : resultFor(request, outcome);
   }
 
