@@ -149,5 +149,6 @@ async def _consume(
         handler=handler,
         batch_handler=batch_handler,
         producer=producer,
+        linger_ms=settings.consumer_linger_ms,
     )
     handle.on_stop.extend([consumer.stop, loop.stop])

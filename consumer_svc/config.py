@@ -37,6 +37,11 @@ class Settings:
     roles: str = "processor,janitor,notifications"
     # Kafka consumer group of the processing pipeline (one per deployment).
     processor_group: str = "payrail-processor"
+    # Once a poll returns records, how long a consumer group waits for more before it
+    # handles them as one batch (0: at once): a window of a few tens of ms turns many
+    # one-record batches (an inbox read, a transaction, an RPC and a commit each) into
+    # fewer larger ones, for at most that much more latency per hop.
+    consumer_linger_ms: int = 20
     # The risk memory's location cache.
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Risk rules (see consumer_svc/risk/rules.py). The defaults are production's; `make up`
@@ -102,6 +107,13 @@ class Settings:
                     d.risk.withdrawal_funding_card_only,
                     env,
                 ),
+            ),
+            consumer_linger_ms=env_int(
+                "PAYRAIL_CONSUMER_LINGER_MS",
+                d.consumer_linger_ms,
+                minimum=0,
+                maximum=500,
+                env=env,
             ),
             notifications_group=env_str("PAYRAIL_NOTIFICATIONS_GROUP", d.notifications_group, env),
             notifications_sink_file=env_str(

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -157,6 +157,7 @@ class ConsumerLoop(BackgroundLoop):
         retry: RetryPolicy | None = None,
         grpc_upstream: str = "payment_svc",
         batch_max: int = 100,
+        linger_ms: int = 0,
         concurrency_max: int = 16,
         registry: Supervision | None = None,
     ) -> None:
@@ -171,6 +172,9 @@ class ConsumerLoop(BackgroundLoop):
         self._retry = retry or RetryPolicy()
         self._grpc_upstream = grpc_upstream
         self._batch_max = batch_max
+        if linger_ms < 0:
+            raise ValueError("linger_ms must be >= 0")
+        self._linger_s = linger_ms / 1000
         self._health = registry or supervision
         self.registry = registry
         # Records of one batch are handled concurrently (each event is about its own
@@ -187,23 +191,53 @@ class ConsumerLoop(BackgroundLoop):
         lag_time = 0.0
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000, max_records=self._batch_max)
-            for tp, records in batches.items():
-                await self.handle_batch(tp, records)
-            # The lag of this member's partitions, after work and at least every few
-            # seconds while idle (a quiet group reports 0, not its last busy value).
-            if batches or time.monotonic() - lag_time > LAG_INTERVAL_S:
+            if batches:
+                await self.handle_batches(await self._linger(batches))
+            # The lag of this member's partitions, at most every LAG_INTERVAL_S, busy or
+            # idle (each report is a ListOffsets round trip to the broker; a quiet group
+            # reports 0 within the interval, not its last busy value).
+            if time.monotonic() - lag_time > LAG_INTERVAL_S:
                 lag_time = time.monotonic()
                 await self._report_lag()
+
+    async def _linger(
+        self, batches: dict[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, list[Any]]:
+        """Wait linger_ms for the records that arrive meanwhile (the consumer keeps
+        fetching in the background) and add them, each partition's after its own, up to
+        batch_max in all."""
+        room = self._batch_max - sum(len(records) for records in batches.values())
+        if self._linger_s <= 0 or room <= 0:
+            return batches
+        await asyncio.sleep(self._linger_s)
+        more = await self._consumer.getmany(timeout_ms=0, max_records=room)
+        for tp, records in more.items():
+            batches.setdefault(tp, []).extend(records)
+        return batches
 
     async def handle_batch(self, tp: TopicPartition, records: list[Any]) -> bool:
         """Handle one partition's batch and commit it; False when the partition was
         revoked meanwhile (nothing committed: the new owner reads it again)."""
-        epoch = self._revocations.epoch(tp)
+        return (await self.handle_batches({tp: records}))[tp]
+
+    async def handle_batches(
+        self, batches: Mapping[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, bool]:
+        """Handle what one poll returned, every partition's records together, as one
+        batch (one handler call, one commit): a poll at a modest rate holds a record or
+        two per partition, and the handler's fixed cost (an inbox read, a transaction, an
+        RPC) is paid per call. Records of one partition stay in their order (a payment's
+        events share a key, so a partition). Per partition: True when committed, False
+        when it was revoked meanwhile (nothing committed for it: the new owner reads it
+        again)."""
+        epochs = {tp: self._revocations.epoch(tp) for tp in batches}
+        records = [record for tp_records in batches.values() for record in tp_records]
         if self._batch_handler is not None:
             await self._process_batch(self._batch_handler, records)
         else:
             await asyncio.gather(*(self._process(record) for record in records))
-        return await self._commit(tp, records[-1].offset + 1, epoch)
+        offsets = {tp: tp_records[-1].offset + 1 for tp, tp_records in batches.items()}
+        return await self._commit(offsets, epochs)
 
     async def _process_batch(self, handle: BatchHandler, records: list[Any]) -> None:
         """The whole batch in one call; transient errors waited out, anything else
@@ -282,25 +316,40 @@ class ConsumerLoop(BackgroundLoop):
             with tracing.bind(item.request_id):
                 await self._process_one(record, alone)
 
-    async def _commit(self, tp: TopicPartition, offset: int, epoch: int) -> bool:
+    async def _commit(
+        self, offsets: Mapping[TopicPartition, int], epochs: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, bool]:
+        committed = dict.fromkeys(offsets, False)
         tries = 0
         while True:
-            if self._revocations.epoch(tp) != epoch or tp not in self._consumer.assignment():
-                log.warning(
-                    "partition revoked during its batch; not committing",
-                    extra={"group": self._group, "partition": tp.partition, "offset": offset},
-                )
-                return False
+            ours = {}
+            for tp, offset in offsets.items():
+                if (
+                    self._revocations.epoch(tp) != epochs[tp]
+                    or tp not in self._consumer.assignment()
+                ):
+                    log.warning(
+                        "partition revoked during its batch; not committing",
+                        extra={"group": self._group, "partition": tp.partition, "offset": offset},
+                    )
+                else:
+                    ours[tp] = offset
+            if not ours:
+                return committed
             try:
-                await self._consumer.commit({tp: offset})
-                return True
+                await self._consumer.commit(ours)
+                committed.update(dict.fromkeys(ours, True))
+                return committed
             except (CommitFailedError, IllegalStateError):
-                # The group moved on (rebalance) or the partition is gone: not ours.
+                # The group moved on (rebalance) or a partition is gone: not ours.
                 log.warning(
                     "commit refused after a rebalance; the new owner re-reads the batch",
-                    extra={"group": self._group, "partition": tp.partition, "offset": offset},
+                    extra={
+                        "group": self._group,
+                        "partitions": sorted(tp.partition for tp in ours),
+                    },
                 )
-                return False
+                return committed
             except Exception as exc:
                 tries += 1
                 await self._wait_for_kafka("commit failed; retrying", exc, tries)
@@ -446,6 +495,7 @@ async def start_group(
     producer: KafkaProducer,
     grpc_upstream: str = "payment_svc",
     batch_max: int = 100,
+    linger_ms: int = 0,
 ) -> tuple[ConsumerLoop, AIOKafkaConsumer]:
     """Join ``group`` on ``topic`` and start a :class:`ConsumerLoop` over it. The caller
     stops the loop first, then the consumer (which leaves the group)."""
@@ -470,6 +520,7 @@ async def start_group(
         group=group,
         grpc_upstream=grpc_upstream,
         batch_max=batch_max,
+        linger_ms=linger_ms,
     )
     consumer.subscribe([topic], listener=loop.revocations)
     await consumer.start()

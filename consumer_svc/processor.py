@@ -125,7 +125,8 @@ class Processor:
         return self._gateways[1]
 
     async def handle_batch(self, items: Sequence[Item]) -> list[str | PoisonMessage]:
-        """Process one partition's batch of payments.events; one result per item.
+        """Process one poll's batch of payments.events (every partition's records, each
+        partition's in order); one result per item.
 
         Reads and writes for the whole batch at once: one inbox read; deposits'
         outcomes learnt in one statement; risk decided for every new payment in one

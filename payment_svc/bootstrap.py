@@ -162,7 +162,10 @@ async def build(settings: Settings) -> ServerHandle:
     # Publishes what CreatePayment and every state change wrote to the outbox; several
     # payment_svc processes may each run one.
     relay = OutboxRelay(
-        settings.pg_dsn, settings.kafka_bootstrap, batch_max=settings.outbox_batch_max
+        settings.pg_dsn,
+        settings.kafka_bootstrap,
+        batch_max=settings.outbox_batch_max,
+        notify_linger_ms=settings.outbox_linger_ms,
     )
     handle = create_server(
         host=settings.host,

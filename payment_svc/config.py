@@ -52,6 +52,9 @@ class Settings:
     dispatch_attempts_max: int = 3
     # Outbox rows the relay claims and publishes per cycle.
     outbox_batch_max: int = 500
+    # After a commit wakes the outbox relay, how long it waits for more commits before it
+    # claims (0: none): the commits of that window cost one claim, produce and mark.
+    outbox_linger_ms: int = 10
     # How long start-up waits for PostgreSQL before giving up (Redis and Kafka are not
     # waited for: without them the service starts degraded).
     startup_timeout_s: int = 30
@@ -104,5 +107,8 @@ class Settings:
             ),
             outbox_batch_max=env_int(
                 "PAYRAIL_OUTBOX_BATCH_MAX", d.outbox_batch_max, minimum=1, maximum=10_000, env=env
+            ),
+            outbox_linger_ms=env_int(
+                "PAYRAIL_OUTBOX_LINGER_MS", d.outbox_linger_ms, minimum=0, maximum=1000, env=env
             ),
         )

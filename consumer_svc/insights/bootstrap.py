@@ -53,6 +53,7 @@ async def _start_group(
         client_id=client_id,
         batch_handler=handler,
         producer=producer,
+        linger_ms=settings.consumer_linger_ms,
     )
     return loop, consumer, producer
 

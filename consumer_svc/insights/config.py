@@ -43,6 +43,11 @@ class Settings:
     loyalty_tiers: str = "MEMBER:1,VIP:5"
     # How often each group's lag is measured, busy or idle.
     lag_interval_s: int = 5
+    # Once a poll returns records, how long a consumer group waits for more before it
+    # handles them as one batch (0: at once): a window of a few tens of ms turns many
+    # one-record batches (an inbox read, a transaction, an RPC and a commit each) into
+    # fewer larger ones, for at most that much more latency per hop.
+    consumer_linger_ms: int = 20
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
     pg_pool_max: int = 10
     startup_timeout_s: int = 30
@@ -73,6 +78,13 @@ class Settings:
             benefits_group=env_str("PAYRAIL_BENEFITS_GROUP", d.benefits_group, env),
             groups=d.groups if raw_groups is None else raw_groups,
             loyalty_tiers=env_str("PAYRAIL_LOYALTY_TIERS", d.loyalty_tiers, env),
+            consumer_linger_ms=env_int(
+                "PAYRAIL_CONSUMER_LINGER_MS",
+                d.consumer_linger_ms,
+                minimum=0,
+                maximum=500,
+                env=env,
+            ),
             lag_interval_s=env_int(
                 "PAYRAIL_INSIGHTS_LAG_INTERVAL_S", d.lag_interval_s, minimum=1, maximum=300, env=env
             ),

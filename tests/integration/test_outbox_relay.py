@@ -27,7 +27,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import REGISTRY
 
 from payment_svc.adapters.circuit_breaker import BreakerState, CircuitBreaker
-from payment_svc.adapters.outbox_relay import OutboxRelay
+from payment_svc.adapters.outbox_relay import CYCLE_ROWS, OutboxRelay
 from payrail.events.v1 import events_pb2
 from tests.conftest import StackEnv, free_port
 from tests.stack_control import kafka_pid, pid_running, stack_up
@@ -267,6 +267,35 @@ async def test_committed_rows_are_published_at_once_via_notify(
     )
     assert all(r["sent_time"] is not None for r in rows)
     assert {(r["attempts"], r["last_error"]) for r in rows} == {(0, None)}
+
+
+def cycles_and_rows() -> tuple[float, float]:
+    """(cycles that claimed rows, rows they claimed), from the relay's histogram."""
+    (metric,) = CYCLE_ROWS.collect()
+    values = {sample.name: sample.value for sample in metric.samples}
+    return values["payrail_outbox_cycle_rows_count"], values["payrail_outbox_cycle_rows_sum"]
+
+
+async def test_commits_within_the_notify_linger_share_one_cycle(
+    stack: StackEnv, db: asyncpg.Connection
+) -> None:
+    async with relay_for(stack, "linger", poll_interval_s=30.0, notify_linger_ms=400):
+        warm_up = new_events(1)
+        await insert_committed(db, warm_up)
+        await wait_until_sent(db, ids(warm_up), timeout_s=15)
+        await asyncio.sleep(0.5)  # asleep in its 30 s wait again
+        cycles_before, rows_before = cycles_and_rows()
+        events = new_events(3, keys=3)
+        started_s = time.monotonic()
+        for event in events:  # three transactions, 50 ms apart: one notification each
+            await insert_committed(db, [event])
+            await asyncio.sleep(0.05)
+        await wait_until_sent(db, ids(events), timeout_s=10)
+        first_commit_to_sent_s = time.monotonic() - started_s
+        cycles_after, rows_after = cycles_and_rows()
+    # The first commit woke it; it waited 400 ms and claimed all three together.
+    assert (cycles_after - cycles_before, rows_after - rows_before) == (1, 3)
+    assert 0.35 < first_commit_to_sent_s < 3.0
 
 
 async def test_rows_of_a_rolled_back_transaction_never_reach_kafka(

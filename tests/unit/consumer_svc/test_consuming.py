@@ -320,3 +320,83 @@ def test_a_loop_takes_exactly_one_kind_of_handler() -> None:
             batch_handler=ScriptedBatch(),
             group="g",
         )
+
+
+TP1 = TopicPartition("payments.events", 1)
+
+
+@pytest.mark.asyncio
+async def test_every_partition_of_a_poll_is_one_batch_and_one_commit() -> None:
+    handler = ScriptedBatch()
+    loop, consumer, _, _ = make_batch_loop(handler)
+    consumer.assigned = {TP, TP1}
+    other = [Record(b"x", 40, partition=1), Record(b"y", 41, partition=1)]
+    done = await loop.handle_batches({TP: records(b"a", b"b"), TP1: other})
+    assert done == {TP: True, TP1: True}
+    # Each partition's records in their order, in one call.
+    assert handler.calls == [[b"a", b"b", b"x", b"y"]]
+    assert consumer.commits == [{TP: 2, TP1: 42}]
+
+
+@pytest.mark.asyncio
+async def test_a_partition_revoked_during_a_poll_batch_is_not_committed_the_others_are() -> None:
+    consumers: list[FakeConsumer] = []
+
+    async def revoke_tp1(items: Any) -> list[str | PoisonMessage]:
+        consumers[0].assigned = {TP}  # a rebalance while the batch is handled
+        return ["ok"] * len(items)
+
+    loop, consumer, _, _ = make_batch_loop(revoke_tp1)
+    consumers.append(consumer)
+    consumer.assigned = {TP, TP1}
+    done = await loop.handle_batches({TP: records(b"a"), TP1: [Record(b"x", 9, partition=1)]})
+    assert done == {TP: True, TP1: False}
+    assert consumer.commits == [{TP: 1}]
+
+
+@dataclass
+class ScriptedPolls(FakeConsumer):
+    """getmany answers these polls in turn (a timeout of 0 takes only what is already
+    buffered: the next poll), then nothing."""
+
+    polls: list[dict[TopicPartition, list[Any]]] = field(default_factory=list)
+    timeouts_ms: list[int] = field(default_factory=list)
+
+    async def getmany(self, *_: Any, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        self.timeouts_ms.append(kwargs.get("timeout_ms", -1))
+        if self.polls:
+            return self.polls.pop(0)
+        await asyncio.sleep(0.01)
+        return {}
+
+
+@pytest.mark.asyncio
+async def test_linger_adds_what_arrives_meanwhile_to_the_same_batch() -> None:
+    handler = ScriptedBatch()
+    consumer = ScriptedPolls(
+        assigned={TP, TP1},
+        polls=[
+            {TP: [Record(b"a", 0)]},
+            {TP: [Record(b"b", 1)], TP1: [Record(b"x", 5, partition=1)]},
+        ],
+    )
+    loop = ConsumerLoop(
+        consumer=consumer,
+        producer=FakeProducer(),
+        batch_handler=handler,
+        group="test-group",
+        retry=FAST,
+        registry=Supervision(),
+        linger_ms=5,
+    )
+    loop.start()
+    try:
+        for _ in range(200):
+            if consumer.commits:
+                break
+            await asyncio.sleep(0.005)
+    finally:
+        await loop.stop()
+    assert handler.calls[0] == [b"a", b"b", b"x"]
+    assert consumer.commits[0] == {TP: 2, TP1: 6}
+    assert consumer.timeouts_ms[:2] == [1000, 0]  # the second poll only takes what is there
