@@ -5,6 +5,7 @@ never skip, when it is not there."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 from dataclasses import dataclass
@@ -58,11 +59,29 @@ def grpcurl() -> str:
     return tool_path("PAYRAIL_GRPCURL", ROOT / ".tools/bin/grpcurl")
 
 
+# Ports for the processes tests start come from below the kernel's ephemeral range
+# (net.ipv4.ip_local_port_range, 32768-60999 by default) and away from every stack's
+# fixed ports: a port the kernel picks for bind(0) is also one it hands to outgoing
+# connections, so a Kafka or PostgreSQL client elsewhere could take it between this
+# check and the service's own bind ("Address already in use", seen in a full run).
+FREE_PORT_RANGE = range(20000, 25000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A port nothing listens on now, never handed out before in this test run."""
+    for _ in range(500):
+        port = random.choice(FREE_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free port in {FREE_PORT_RANGE}")
 
 
 @dataclass(frozen=True)
