@@ -12,7 +12,11 @@ it already holds PAYRAIL_PG_DSN), not an RPC on a network port.
     python -m payment_svc.gateways disable sandbox-json   (enable likewise)
 
 Public keys are 32 raw X25519 bytes, base64 in the file; secrets at least 32 bytes, base64.
-``add`` is idempotent: an existing gateway is updated in place.
+``add`` is idempotent: an existing gateway is updated in place. It also creates the
+gateway's request topic ``gateway.<id>.requests`` on PAYRAIL_KAFKA_BOOTSTRAP when it is
+missing (``--partitions``, ``--replication-factor``; ``--no-topic`` skips it): the
+brokers do not create topics on their own, and a registered gateway without its topic
+would hold its payments until the topic exists.
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from payment_svc.domain.status import PaymentKind
 from payrail_common.config import env_str
 from payrail_common.migrate import DEFAULT_DSN
+
+# How long `add` waits for Kafka before it says the topic could not be created.
+TOPIC_TIMEOUT_S = 30
 
 
 def _b64_file(path: Path, *, min_bytes: int, exact: bool = False) -> bytes:
@@ -71,11 +80,44 @@ async def _add(conn: asyncpg.Connection, args: argparse.Namespace) -> str:
     return f"gateway {args.gateway_id}: registered (topic gateway.{args.gateway_id}.requests)"
 
 
+async def _ensure_topic(args: argparse.Namespace) -> str:
+    """Create gateway.<id>.requests unless it exists; a sentence saying which."""
+    topic = f"gateway.{args.gateway_id}.requests"
+    admin = AIOKafkaAdminClient(bootstrap_servers=args.kafka_bootstrap, request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout=TOPIC_TIMEOUT_S)
+        response = await admin.create_topics(
+            [NewTopic(topic, args.partitions, args.replication_factor)], timeout_ms=10_000
+        )
+        # The broker answers per topic with an error code (0: created).
+        code = next((err[1] for err in response.topic_errors if err[0] == topic), 0)
+        if code == 0:
+            return f"topic {topic}: created ({args.partitions} partitions)"
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            return f"topic {topic}: exists"
+        reason = error.__name__
+    except TopicAlreadyExistsError:
+        return f"topic {topic}: exists"
+    except (KafkaError, OSError, TimeoutError) as exc:
+        reason = type(exc).__name__
+    finally:
+        await admin.close()
+    raise SystemExit(
+        f"gateway {args.gateway_id} is registered, but its topic {topic} could not be"
+        f" created ({reason}; Kafka at {args.kafka_bootstrap}): start Kafka and run this"
+        " command again, or create the topic yourself"
+    )
+
+
 async def _run(args: argparse.Namespace) -> str:
     conn = await asyncpg.connect(args.dsn, timeout=10)
     try:
         if args.command == "add":
-            return await _add(conn, args)
+            registered = await _add(conn, args)
+            if args.no_topic:
+                return registered
+            return f"{registered}\n{await _ensure_topic(args)}"
         if args.command == "list":
             rows = await conn.fetch(
                 "SELECT g.id, g.wire_format, g.enabled, g.priority, g.kinds, g.currency_codes,"
@@ -133,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--timeout-s", type=int, default=30)
     add.add_argument("--public-key-file", type=Path, required=True)
     add.add_argument("--secret-file", type=Path, required=True)
+    add.add_argument(
+        "--kafka-bootstrap", default=env_str("PAYRAIL_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    add.add_argument("--partitions", type=int, default=3)
+    add.add_argument("--replication-factor", type=int, default=1)
+    add.add_argument("--no-topic", action="store_true", help="do not create the request topic")
     sub.add_parser("list", help="show the registry")
     for name in ("enable", "disable"):
         sub.add_parser(name).add_argument("gateway_id")
