@@ -18,8 +18,12 @@ PYTHON_SYS ?= python3
 # A sandbox test card is shared by everyone who follows the README: velocity counts a
 # card per user here (production keeps the default, all users).
 # PAYRAIL_LOCAL_CONSOLE=1: services.sh runs the web console too (http://127.0.0.1:50080/).
+# PAYRAIL_LOCAL_POLYGLOT_SANDBOXES=1: it runs the Go and TypeScript sandbox gateways too
+# (POLYGLOT=0 leaves them out).
+POLYGLOT ?= 1
 DEV_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(ROOT)/.data PAYRAIL_TOOLS_DIR=$(TOOLS) \
-	PAYRAIL_RISK_VELOCITY_CARD_SCOPE=user PAYRAIL_LOCAL_CONSOLE=1
+	PAYRAIL_RISK_VELOCITY_CARD_SCOPE=user PAYRAIL_LOCAL_CONSOLE=1 \
+	PAYRAIL_LOCAL_POLYGLOT_SANDBOXES=$(POLYGLOT)
 
 # The test stack (`make test`): its own ports and data dir, so it never collides with `make up`.
 TEST_PG_PORT    ?= 15432
@@ -38,7 +42,7 @@ TEST_ENV := PYTHON=$(PY) PAYRAIL_DATA_DIR=$(TEST_DATA_DIR) PAYRAIL_TOOLS_DIR=$(T
 
 PYTEST_ARGS ?=
 
-.PHONY: help up down status test gen lint tools venv logs clean bench bench-ab dlq chaos browser
+.PHONY: help up down status test gen lint tools venv logs clean bench bench-ab dlq chaos browser sandboxes
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -94,6 +98,15 @@ browser: ## install Chromium (Debian packages chromium, chromium-driver) when mi
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# The gateway SDKs in Go (sdk/go) and TypeScript (sdk/ts) and the sandbox gateway built on
+# each: every language's build script installs its own dependencies (go mod download,
+# npm ci from the committed lock files) and is quick when nothing changed.
+sandboxes: ## build the Go and TypeScript SDKs and their sandbox gateways
+	@command -v go >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go)
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm)
+	@sandbox_gateways/go/build
+	@sandbox_gateways/ts/build
+
 # ---------------------------------------------------------------- contracts
 gen: tools ## lint the protos and regenerate generated/ (Python, Go, TypeScript)
 	@$(BUF) format -w
@@ -107,19 +120,26 @@ lint: tools ## buf lint + format, ruff, mypy (also run by make test)
 	@$(VENV)/bin/mypy
 
 # ---------------------------------------------------------------- the platform
-up: tools ## start Kafka, PostgreSQL, Redis and every service in the background
+up: tools sandboxes ## start Kafka, PostgreSQL, Redis and every service in the background
 	@$(DEV_ENV) deploy/local/stack.sh up
 	@$(DEV_ENV) $(PY) -m payrail_common.migrate
 	@$(DEV_ENV) $(PY) -m consumer_svc.insights.catalog seed
 	@$(PY) -m payrail_common.keys --dir .data/keys --jwt dev-1 --secret vault-dev-1 --secret vault-fingerprint \
 	    --secret internal-token --secret edge-assertion --secret console-cookie
-	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap
-	@# EUR and GBP route to the SOAP sandbox (higher priority, narrower), the rest to JSON.
+	@$(PY) -m sandbox_gateways.keys --dir .data/keys sandbox-json sandbox-soap sandbox-go sandbox-ts
+	@# EUR and GBP route to the SOAP sandbox (higher priority, narrower), CAD to the Go
+	@# sandbox (protobuf results), AUD to the TypeScript one (JSON), the rest to JSON.
 	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-json --format json --priority 10 \
 	    --public-key-file .data/keys/sandbox-json.x25519.pub --secret-file .data/keys/sandbox-json.secret
 	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-soap --format soap --priority 20 \
 	    --currencies EUR,GBP \
 	    --public-key-file .data/keys/sandbox-soap.x25519.pub --secret-file .data/keys/sandbox-soap.secret
+	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-go --format protobuf --priority 30 \
+	    --currencies CAD \
+	    --public-key-file .data/keys/sandbox-go.x25519.pub --secret-file .data/keys/sandbox-go.secret
+	@$(DEV_ENV) $(PY) -m payment_svc.gateways add sandbox-ts --format json --priority 30 \
+	    --currencies AUD \
+	    --public-key-file .data/keys/sandbox-ts.x25519.pub --secret-file .data/keys/sandbox-ts.secret
 	@$(DEV_ENV) deploy/local/services.sh up
 	@echo
 	@echo "payrail is up. Web console: http://127.0.0.1:50080/"
@@ -147,7 +167,7 @@ dlq: venv ## list or re-drive the dead letters of `make up` (ARGS="list" by defa
 # ---------------------------------------------------------------- tests
 # Starts its own stack (ports 15432/16379/19092, data in .data-test), runs every test,
 # then stops that stack again (KEEP_STACK=1 leaves it running for faster re-runs).
-test: tools browser ## run every test against a private stack (never the one from make up)
+test: tools browser sandboxes ## run every test against a private stack (never the one from make up)
 	@$(TEST_ENV) deploy/local/stack.sh up
 	@$(TEST_ENV) $(PY) -m payrail_common.migrate
 	@status=0; $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \

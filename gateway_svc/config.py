@@ -25,7 +25,8 @@ class Settings:
     # OperatorService.GetPlatformHealth reports, "name=host:port,..." ("-" for none).
     health_targets: str = (
         "consumer_svc=127.0.0.1:50053,sandbox_json=127.0.0.1:50061,"
-        "sandbox_soap=127.0.0.1:50062,console_svc=127.0.0.1:50055"
+        "sandbox_soap=127.0.0.1:50062,sandbox_go=127.0.0.1:50063,"
+        "sandbox_ts=127.0.0.1:50064,console_svc=127.0.0.1:50055"
     )
     # Upper bound on the deadline of every forwarded unary call.
     upstream_deadline_ms: int = 5000

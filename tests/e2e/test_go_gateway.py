@@ -8,16 +8,9 @@ payrail's services as processes, and the sandbox as `sandbox_gateways/go/run`.""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import grpc
@@ -27,8 +20,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payrail.payments.v1 import payments_pb2 as pb
 from payrail.payments.v1 import payments_pb2_grpc
-from tests.conftest import ROOT, StackEnv, free_port
-from tests.e2e.conftest import DISPATCH_ATTEMPTS_MAX, GATEWAY_TIMEOUT_S, Running, wait_serving
+from tests.conftest import StackEnv
+from tests.e2e.conftest import DISPATCH_ATTEMPTS_MAX, Running
+from tests.e2e.sdk_sandbox import log_records, sdk_sandbox
 from tests.e2e.test_processing import (
     APPROVE,
     DECLINE,
@@ -46,93 +40,26 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 GATEWAY_ID = "sandbox-go"
 WIRE_FORMAT = "protobuf"
 CURRENCY = "CAD"
-TOPIC = f"gateway.{GATEWAY_ID}.requests"
 # A fresh machine downloads the Go modules and compiles grpc and franz-go once.
 BUILD_TIMEOUT_S = 600
-STOP_TIMEOUT_S = 10
-
-
-def _run(args: list[str], env: dict[str, str], timeout_s: float = 60) -> None:
-    result = subprocess.run(
-        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def sandbox_go(
     services: list[Running], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    """sandbox-go: keys, registered for CAD, its topic, built, started against this
-    module's services; stopped with SIGTERM at the end, which must exit 0."""
-    env = dict(services[0].env or os.environ)
-    keys = Path(env["PAYRAIL_SANDBOX_KEYS_DIR"])
-    _run([sys.executable, "-m", "sandbox_gateways.keys", "--dir", str(keys), GATEWAY_ID], env)
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "payment_svc.gateways",
-            "add",
-            GATEWAY_ID,
-            "--format",
-            WIRE_FORMAT,
-            "--priority",
-            "30",
-            "--currencies",
-            CURRENCY,
-            # The janitor's short timeout of this suite, as for the Python sandboxes.
-            "--timeout-s",
-            str(GATEWAY_TIMEOUT_S),
-            "--public-key-file",
-            str(keys / f"{GATEWAY_ID}.x25519.pub"),
-            "--secret-file",
-            str(keys / f"{GATEWAY_ID}.secret"),
-        ],
-        env,
-    )
-    # A test stack started before the topic was listed in deploy/local/topics.txt has
-    # no such topic (the broker does not create topics on demand).
-    topics = tmp_path_factory.mktemp("go-topics") / "topics.txt"
-    topics.write_text(f"{TOPIC} 3\n")
-    _run(
-        [
-            sys.executable,
-            "deploy/local/kafka_topics.py",
-            "--bootstrap",
-            env["PAYRAIL_KAFKA_BOOTSTRAP"],
-            "--file",
-            str(topics),
-        ],
-        env,
-    )
-    _run(["sandbox_gateways/go/build"], env, timeout_s=BUILD_TIMEOUT_S)
-    port = free_port()
-    env["PAYRAIL_SANDBOX_GO_PORT"] = str(port)
-    log_path = tmp_path_factory.mktemp("go-logs") / "sandbox_go.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            ["sandbox_gateways/go/run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    running = Running("sandbox_go", port, process, log_path, env=env)
-    try:
-        wait_serving(running)
+    """sandbox-go: keys, registered for CAD, built, started against this module's
+    services; stopped with SIGTERM at the end, which must exit 0."""
+    with sdk_sandbox(
+        services,
+        tmp_path_factory.mktemp("go-logs"),
+        language="go",
+        gateway_id=GATEWAY_ID,
+        wire_format=WIRE_FORMAT,
+        currency=CURRENCY,
+        build_timeout_s=BUILD_TIMEOUT_S,
+    ) as running:
         yield running
-    finally:
-        returncode = None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                returncode = process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_S)
-        # A graceful stop: SIGTERM ends the sandbox within seconds, with exit code 0.
-        assert returncode == 0, log_path.read_text(errors="replace")[-3000:]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -140,19 +67,6 @@ async def edge(services: list[Running], sandbox_go: Running) -> AsyncIterator[gr
     gateway = next(s for s in services if s.name == "gateway")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         yield channel
-
-
-def log_records(svc: Running) -> list[dict[str, Any]]:
-    """The sandbox's log: one JSON object per line."""
-    records = []
-    for line in svc.log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 async def cad_balance(channel: grpc.aio.Channel, user: User) -> tuple[int, int]:
@@ -169,13 +83,14 @@ async def cad_balance(channel: grpc.aio.Channel, user: User) -> tuple[int, int]:
 async def callback_events(dsn: str, payment_ids: list[str]) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetch(
+        rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT event_id, gateway_id, payment_id::text AS payment_id, xmin::text AS tx"
             " FROM payments.callback_events WHERE payment_id = ANY($1::uuid[])",
             [uuid.UUID(p) for p in payment_ids],
         )
     finally:
         await conn.close()
+    return rows
 
 
 def cad(kind: pb.PaymentKind, card: str, amount_minor: int) -> pb.CreatePaymentRequest:

@@ -111,7 +111,7 @@ async def test_two_people_paste_the_walkthrough_at_once(
         # After Logout, logging in again works: the last balance is answered.
         assert out.rstrip().endswith("}"), out
         assert '"available_minor": "600"' in out.rsplit("Code: Unauthenticated", 1)[1], out
-        profiles.append(re.search(r'"email": "(ada-\d+@example.com)"', out))
+        profiles.append(re.search(r'"email": "(ada-\d+-\d+@example.com)"', out))
     assert all(profiles)
     emails = {m.group(1) for m in profiles if m}
     assert len(emails) == 2, "each paste registers its own account"

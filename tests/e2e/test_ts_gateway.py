@@ -7,16 +7,11 @@ services as processes, and the sandbox as `sandbox_gateways/ts/run`."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,8 +21,9 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from payrail.payments.v1 import payments_pb2 as pb
-from tests.conftest import ROOT, StackEnv, free_port
-from tests.e2e.conftest import DISPATCH_ATTEMPTS_MAX, GATEWAY_TIMEOUT_S, Running, wait_serving
+from tests.conftest import StackEnv
+from tests.e2e.conftest import DISPATCH_ATTEMPTS_MAX, Running
+from tests.e2e.sdk_sandbox import log_records, sdk_sandbox
 from tests.e2e.test_processing import (
     APPROVE,
     DECLINE,
@@ -44,85 +40,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 GATEWAY_ID = "sandbox-ts"
 CURRENCY = "AUD"  # registered for sandbox-ts only above the JSON sandbox's priority
-TOPIC = f"gateway.{GATEWAY_ID}.requests"
 BUILD_TIMEOUT_S = 300  # a fresh clone runs npm ci twice
-
-
-def _run(args: list[str], env: dict[str, str], timeout_s: float = 60) -> None:
-    result = subprocess.run(
-        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def sandbox_ts(
     services: list[Running], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    """sandbox-ts registered for AUD, built, started against this module's services."""
-    env = dict(services[0].env or os.environ)
-    keys = Path(env["PAYRAIL_SANDBOX_KEYS_DIR"])
-    _run([sys.executable, "-m", "sandbox_gateways.keys", "--dir", str(keys), GATEWAY_ID], env)
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "payment_svc.gateways",
-            "add",
-            GATEWAY_ID,
-            "--format",
-            "json",
-            "--priority",
-            "30",
-            "--currencies",
-            CURRENCY,
-            "--timeout-s",
-            str(GATEWAY_TIMEOUT_S),
-            "--public-key-file",
-            str(keys / f"{GATEWAY_ID}.x25519.pub"),
-            "--secret-file",
-            str(keys / f"{GATEWAY_ID}.secret"),
-        ],
-        env,
-    )
-    # The test stack may predate the topic's line in deploy/local/topics.txt.
-    topics = tmp_path_factory.mktemp("topics") / "topics.txt"
-    topics.write_text(f"{TOPIC} 3\n")
-    _run(
-        [
-            sys.executable,
-            "deploy/local/kafka_topics.py",
-            "--bootstrap",
-            env["PAYRAIL_KAFKA_BOOTSTRAP"],
-            "--file",
-            str(topics),
-        ],
-        env,
-    )
-    _run(["sandbox_gateways/ts/build"], env, timeout_s=BUILD_TIMEOUT_S)
-    port = free_port()
-    env["PAYRAIL_SANDBOX_TS_PORT"] = str(port)
-    log_path = tmp_path_factory.mktemp("logs") / "sandbox_ts.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            ["sandbox_gateways/ts/run"],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    running = Running("sandbox_ts", port, process, log_path, env=env)
-    try:
-        wait_serving(running)
+    """sandbox-ts registered for AUD, built, started against this module's services;
+    stopped with SIGTERM at the end, which must exit 0."""
+    with sdk_sandbox(
+        services,
+        tmp_path_factory.mktemp("ts-logs"),
+        language="ts",
+        gateway_id=GATEWAY_ID,
+        wire_format="json",
+        currency=CURRENCY,
+        build_timeout_s=BUILD_TIMEOUT_S,
+    ) as running:
         yield running
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -130,18 +66,6 @@ async def edge(services: list[Running]) -> AsyncIterator[grpc.aio.Channel]:
     gateway = next(s for s in services if s.name == "gateway")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         yield channel
-
-
-def log_records(svc: Running) -> list[dict[str, Any]]:
-    records = []
-    for line in svc.log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def aud(card: str, amount_minor: int = 1000, *, exp_month: int = 12, exp_year: int = 2031) -> Any:
@@ -186,7 +110,9 @@ async def test_an_aud_card_payment_completes_through_the_ts_gateway(
         ("424242******4242", 7, 2033)
     }
     reported = [
-        r for r in records if r.get("msg") == "result reported" and r.get("payment_id") == payment_id
+        r
+        for r in records
+        if r.get("msg") == "result reported" and r.get("payment_id") == payment_id
     ]
     assert [(r["outcome"], r["duplicate"]) for r in reported] == [("APPROVED", False)]
     # The full card number never reaches the sandbox's log.
@@ -229,8 +155,9 @@ async def test_a_never_answered_card_is_timed_out_by_the_janitor(
     assert attempts == DISPATCH_ATTEMPTS_MAX
     # The sandbox opened the card both times and never reported a result for it.
     records = log_records(sandbox_ts)
-    assert len([r for r in records if r.get("msg") == "card opened" and r.get("payment_id") == payment_id]) == 2
-    assert not [r for r in records if r.get("msg") == "result reported" and r.get("payment_id") == payment_id]
+    mine = [r.get("msg") for r in records if r.get("payment_id") == payment_id]
+    assert mine.count("card opened") == 2
+    assert "result reported" not in mine
     await assert_ledger_invariants(stack.pg_dsn)
 
 
@@ -239,8 +166,7 @@ async def test_a_burst_settles_with_batched_results(
 ) -> None:
     users = [await register_and_login(edge) for _ in range(4)]
     plan = [
-        (users[i % len(users)], aud(DECLINE if i % 6 == 5 else APPROVE, 300 + i))
-        for i in range(20)
+        (users[i % len(users)], aud(DECLINE if i % 6 == 5 else APPROVE, 300 + i)) for i in range(20)
     ]
     payment_ids = await asyncio.gather(*(submit(edge, user, message) for user, message in plan))
     finals = await asyncio.gather(

@@ -43,6 +43,6 @@ def test_health_targets() -> None:
         ("b", "h:2"),
     ]
     assert Settings.from_env({"PAYRAIL_HEALTH_TARGETS": "-"}).health_target_list() == []
-    assert len(Settings().health_target_list()) == 4
+    assert len(Settings().health_target_list()) == 6  # consumer, 4 sandboxes, console
     with pytest.raises(ConfigError, match="name=host:port"):
         Settings.from_env({"PAYRAIL_HEALTH_TARGETS": "nameless"}).health_target_list()
