@@ -156,6 +156,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		// As payrail's own consumers: a crashed worker's partitions move to another
+		// member (or to its restart) within about 10 s, not franz-go's default 45 s.
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(3 * time.Second),
 	}, w.cfg.KafkaOptions...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

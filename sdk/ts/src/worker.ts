@@ -111,7 +111,8 @@ export interface KafkaOptions {
   clientId?: string;
   /** Partitions whose batches are handled at once, so their results share calls (default 3). */
   partitionsConsumedConcurrently?: number;
-  /** The group's session timeout, in ms (default 30000). */
+  /** The group's session timeout, in ms (default 10000, as payrail's own consumers: a
+   * crashed worker's partitions move on within about 10 s). */
   sessionTimeoutMs?: number;
 }
 
@@ -225,7 +226,7 @@ export class GatewayWorker {
     while (!this.stopping && !signal.aborted) {
       const consumer = kafka.consumer({
         groupId: this.options.gatewayId,
-        sessionTimeout: kafkaOptions.sessionTimeoutMs ?? 30_000,
+        sessionTimeout: kafkaOptions.sessionTimeoutMs ?? 10_000,
         heartbeatInterval: 3_000,
         retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 5, restartOnFailure: async () => true },
       });
