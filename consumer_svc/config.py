@@ -41,7 +41,7 @@ class Settings:
     # handles them as one batch (0: at once): a window of a few tens of ms turns many
     # one-record batches (an inbox read, a transaction, an RPC and a commit each) into
     # fewer larger ones, for at most that much more latency per hop.
-    consumer_linger_ms: int = 20
+    consumer_linger_ms: int = 100
     # The risk memory's location cache.
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Risk rules (see consumer_svc/risk/rules.py). The defaults are production's; `make up`

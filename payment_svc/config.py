@@ -54,7 +54,7 @@ class Settings:
     outbox_batch_max: int = 500
     # After a commit wakes the outbox relay, how long it waits for more commits before it
     # claims (0: none): the commits of that window cost one claim, produce and mark.
-    outbox_linger_ms: int = 10
+    outbox_linger_ms: int = 50
     # How long start-up waits for PostgreSQL before giving up (Redis and Kafka are not
     # waited for: without them the service starts degraded).
     startup_timeout_s: int = 30

@@ -47,7 +47,7 @@ class Settings:
     # handles them as one batch (0: at once): a window of a few tens of ms turns many
     # one-record batches (an inbox read, a transaction, an RPC and a commit each) into
     # fewer larger ones, for at most that much more latency per hop.
-    consumer_linger_ms: int = 20
+    consumer_linger_ms: int = 100
     pg_dsn: str = "postgresql://postgres@127.0.0.1:5432/payrail"
     pg_pool_max: int = 10
     startup_timeout_s: int = 30
